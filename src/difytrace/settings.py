@@ -1,0 +1,355 @@
+"""One validated settings object, resolved once from the environment.
+
+Every setting is declared once in ``SETTINGS`` below: its field name, the environment
+variables that can set it (highest precedence first), its parser and default. The README's
+configuration table is generated from this table (``difytrace settings --markdown``) and a
+test keeps the two in step.
+
+Precedence, for every setting:
+
+1. keyword arguments passed to :func:`difytrace.configure`;
+2. ``DIFYTRACE_*`` variables;
+3. the standard ``OTEL_*`` variables (signal-specific before generic);
+4. Dify's own names (``OTLP_BASE_ENDPOINT``, ``OTEL_SAMPLING_RATE``, ...), so a Dify ``.env``
+   works unchanged;
+5. the default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from difytrace.exceptions import ConfigurationError
+
+Protocol = Literal["http/protobuf", "grpc"]
+GeventMode = Literal["auto", "on", "off"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+
+
+class InvalidValue(ValueError):
+    """Raised by a parser; the message says what is accepted."""
+
+
+def parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InvalidValue("expected one of true/false, 1/0, yes/no, on/off")
+
+
+def parse_protocol(raw: str) -> Protocol:
+    value = raw.strip().lower()
+    # Dify writes "http"; the OTel spec writes "http/protobuf".
+    if value in {"http", "http/protobuf"}:
+        return "http/protobuf"
+    if value == "grpc":
+        return "grpc"
+    if value == "http/json":
+        raise InvalidValue("http/json has no Python exporter; accepted: http/protobuf, http, grpc")
+    raise InvalidValue("accepted: http/protobuf (or http), grpc")
+
+
+def parse_url(raw: str) -> str:
+    value = raw.strip()
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise InvalidValue("expected an absolute http:// or https:// URL, e.g. http://localhost:4318")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise InvalidValue(f"bad port ({exc}); expected e.g. http://localhost:4318") from None
+    return value
+
+
+def parse_rate(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidValue("expected a number from 0 to 1, e.g. 0.1") from None
+    if not 0.0 <= value <= 1.0:
+        raise InvalidValue("expected a number from 0 to 1, e.g. 0.1")
+    return value
+
+
+def parse_positive_int(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise InvalidValue("expected a whole number greater than 0") from None
+    if value <= 0:
+        raise InvalidValue("expected a whole number greater than 0")
+    return value
+
+
+def parse_sampler(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in _SAMPLERS:
+        raise InvalidValue("accepted: " + ", ".join(_SAMPLERS))
+    return value
+
+
+def parse_exporter_type(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"otlp", "console", "none"}:
+        raise InvalidValue("accepted: otlp, console, none")
+    return value
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def parse_headers(raw: str) -> dict[str, str]:
+    """Parse ``key=value,key2=value2`` (values URL-encoded), as the OTLP exporter spec says."""
+    headers: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = urllib.parse.unquote(name).strip()
+        if not sep or not _HEADER_NAME.match(name):
+            raise InvalidValue(
+                "expected comma-separated name=value pairs with URL-encoded values, "
+                "e.g. authorization=Bearer%20abc,x-team=ops"
+            )
+        headers[name.lower()] = urllib.parse.unquote(value).strip()
+    return headers
+
+
+def parse_names(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def parse_gevent_mode(raw: str) -> GeventMode:
+    value = raw.strip().lower()
+    if value == "auto":
+        return "auto"
+    if value in _TRUE:
+        return "on"
+    if value in _FALSE:
+        return "off"
+    raise InvalidValue("accepted: auto, on, off")
+
+
+def parse_import_path(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", value):
+        raise InvalidValue("expected module.path:attribute, e.g. myapp.tracing:identity")
+    return value
+
+
+def _str(raw: str) -> str:
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    env: tuple[str, ...]
+    parse: Callable[[str], Any]
+    default: Any
+    doc: str
+    secret: bool = False
+
+
+# Variables that give a *base* endpoint; the signal path is appended to them.
+_BASES = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP_BASE_ENDPOINT"}
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("enabled", ("DIFYTRACE_ENABLED", "ENABLE_OTEL"), parse_bool, False,
+            "Whether `difytrace.configure()` sets anything up. Under `opentelemetry-instrument` "
+            "difytrace is always on: the wrapper is the opt-in."),
+    Setting("service_name", ("OTEL_SERVICE_NAME",), _str, "",
+            "service.name of the resource; empty = the SDK's (OTEL_RESOURCE_ATTRIBUTES or "
+            "unknown_service)."),
+    Setting("exporter", ("DIFYTRACE_EXPORTER", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_TYPE"),
+            parse_exporter_type, "otlp", "Span exporter: otlp, console or none."),
+    Setting("metrics_exporter", ("OTEL_METRICS_EXPORTER",), parse_exporter_type, "otlp",
+            "Metric exporter: otlp, console or none."),
+    Setting("protocol", ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+            parse_protocol, "http/protobuf",
+            "OTLP protocol. HTTP by default: gRPC under gevent is fragile."),
+    Setting("traces_endpoint",
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTLP_TRACE_ENDPOINT",
+             "OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP_BASE_ENDPOINT"),
+            parse_url, "http://localhost:4318",
+            "Where spans go. Base endpoints get `/v1/traces` appended (HTTP)."),
+    Setting("metrics_endpoint",
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTLP_METRIC_ENDPOINT",
+             "OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP_BASE_ENDPOINT"),
+            parse_url, "http://localhost:4318",
+            "Where metrics go. Base endpoints get `/v1/metrics` appended (HTTP)."),
+    Setting("headers", ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+            parse_headers, {}, "Extra OTLP headers, `name=value` pairs, URL-encoded.",
+            secret=True),
+    Setting("api_key", ("OTLP_API_KEY",), _str, "",
+            "Dify's OTLP key, sent as `authorization: Bearer <key>` unless headers set one.",
+            secret=True),
+    Setting("sampler", ("OTEL_TRACES_SAMPLER",), parse_sampler, "",
+            "Sampler name; empty = parentbased_traceidratio if a rate is set, else "
+            "parentbased_always_on."),
+    Setting("sampling_rate", ("OTEL_TRACES_SAMPLER_ARG", "OTEL_SAMPLING_RATE"), parse_rate, None,
+            "Ratio for the traceidratio samplers, 0..1."),
+    Setting("bsp_schedule_delay_ms", ("OTEL_BSP_SCHEDULE_DELAY", "OTEL_BATCH_EXPORT_SCHEDULE_DELAY"),
+            parse_positive_int, 5000, "Batch span processor delay between exports (ms)."),
+    Setting("bsp_max_queue_size", ("OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_MAX_QUEUE_SIZE"),
+            parse_positive_int, 2048, "Spans buffered per process before drops are counted."),
+    Setting("bsp_max_export_batch_size",
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_MAX_EXPORT_BATCH_SIZE"),
+            parse_positive_int, 512, "Spans per export request."),
+    Setting("bsp_export_timeout_ms", ("OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BATCH_EXPORT_TIMEOUT"),
+            parse_positive_int, 10000, "Timeout of one span export (ms)."),
+    Setting("metric_export_interval_ms", ("OTEL_METRIC_EXPORT_INTERVAL",), parse_positive_int,
+            60000, "Interval between metric exports (ms)."),
+    Setting("metric_export_timeout_ms", ("OTEL_METRIC_EXPORT_TIMEOUT",), parse_positive_int,
+            30000, "Timeout of one metric export (ms)."),
+    Setting("metrics_enabled", ("DIFYTRACE_METRICS",), parse_bool, True,
+            "Record difytrace's metrics (HTTP, Celery, GenAI, ops_trace)."),
+    Setting("gevent", ("DIFYTRACE_GEVENT",), parse_gevent_mode, "auto",
+            "Apply the patch order gevent → grpc → psycogreen: auto (when gunicorn/celery are "
+            "started with a gevent worker or pool), on, off."),
+    Setting("identity_extractor", ("DIFYTRACE_IDENTITY_EXTRACTOR",), parse_import_path, "",
+            "module:callable returning user/tenant/app ids for a Flask request."),
+    Setting("baggage_keys", ("DIFYTRACE_BAGGAGE_KEYS",), parse_names,
+            ("tenant.id", "app.id", "user.id"),
+            "Baggage entries carried from the API to Celery workers (allow-list)."),
+    Setting("disabled_instrumentations", ("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",), parse_names,
+            (), "Instrumentations to skip, e.g. `difytrace_celery,openai`."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration; build it with :func:`load_settings`."""
+
+    enabled: bool
+    service_name: str
+    exporter: str
+    metrics_exporter: str
+    protocol: Protocol
+    traces_endpoint: str
+    metrics_endpoint: str
+    headers: dict[str, str]
+    api_key: str
+    sampler: str
+    sampling_rate: float | None
+    bsp_schedule_delay_ms: int
+    bsp_max_queue_size: int
+    bsp_max_export_batch_size: int
+    bsp_export_timeout_ms: int
+    metric_export_interval_ms: int
+    metric_export_timeout_ms: int
+    metrics_enabled: bool
+    gevent: GeventMode
+    identity_extractor: str
+    baggage_keys: tuple[str, ...]
+    disabled_instrumentations: tuple[str, ...]
+    # Where each value came from: an env var name, "configure()" or "default".
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def export_headers(self) -> dict[str, str]:
+        """OTLP headers, with Dify's ``OTLP_API_KEY`` as a bearer token unless one is set."""
+        headers = dict(self.headers)
+        if self.api_key and "authorization" not in headers:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def masked(self) -> dict[str, str]:
+        """Every value as text with secrets masked, for `difytrace doctor` and logs."""
+        shown: dict[str, str] = {}
+        for setting in SETTINGS:
+            value = getattr(self, setting.name)
+            if setting.secret and value:
+                text = "****" if isinstance(value, str) else "{" + ", ".join(
+                    f"{k}: ****" for k in value) + "}"
+            else:
+                text = repr(value)
+            shown[setting.name] = text
+        return shown
+
+
+def _signal_endpoint(var: str, value: str, signal: str) -> str:
+    if var in _BASES:
+        return value.rstrip("/") + f"/v1/{signal}"
+    return value
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Resolve every setting from ``overrides`` (configure() keywords), then the environment.
+
+    Raises :class:`~difytrace.exceptions.ConfigurationError` naming each bad variable and the
+    values it accepts.
+    """
+    env = os.environ if environ is None else environ
+    unknown = set(overrides) - set(_BY_NAME)
+    if unknown:
+        raise ConfigurationError(
+            "unknown configure() argument(s): " + ", ".join(sorted(unknown))
+            + "; accepted: " + ", ".join(sorted(_BY_NAME))
+        )
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+    for setting in SETTINGS:
+        if overrides.get(setting.name) is not None:
+            values[setting.name] = overrides[setting.name]
+            sources[setting.name] = "configure()"
+            continue
+        values[setting.name] = setting.default
+        sources[setting.name] = "default"
+        for var in setting.env:
+            raw = env.get(var)
+            if raw is None or (raw.strip() == "" and setting.parse is not parse_bool):
+                continue
+            try:
+                values[setting.name] = setting.parse(raw)
+            except InvalidValue as exc:
+                shown = "****" if setting.secret else repr(raw)
+                problems.append(f"{var}={shown} is invalid: {exc}")
+            sources[setting.name] = var
+            break
+    if problems:
+        raise ConfigurationError("difytrace settings: " + "; ".join(problems))
+    for name, signal in (("traces_endpoint", "traces"), ("metrics_endpoint", "metrics")):
+        src = sources[name]
+        if values["protocol"] == "grpc":
+            # gRPC takes the bare authority; the default port differs.
+            if src == "default":
+                values[name] = "http://localhost:4317"
+        elif src == "default" or src in _BASES:
+            values[name] = _signal_endpoint("OTLP_BASE_ENDPOINT", values[name], signal)
+    return Settings(**values, sources=sources)
+
+
+def settings_table_markdown() -> str:
+    """The README configuration table, generated from ``SETTINGS``."""
+    rows = ["| setting | variables, highest precedence first | default | meaning |",
+            "| --- | --- | --- | --- |"]
+    for s in SETTINGS:
+        default = ", ".join(s.default) if isinstance(s.default, tuple) else s.default
+        shown = "" if default in ("", None, {}, ()) else f"`{default}`"
+        envs = ", ".join(f"`{e}`" for e in s.env)
+        rows.append(f"| {s.name} | {envs} | {shown} | {s.doc} |")
+    return "\n".join(rows)
