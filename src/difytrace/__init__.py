@@ -54,12 +54,17 @@ def configure(
     if bootstrap.configured_by() is not None:
         return True
     settings = load_settings(
-        enabled=enabled, service_name=service_name, exporter=exporter,
-        traces_endpoint=traces_endpoint, metrics_endpoint=metrics_endpoint,
-        sampling_rate=sampling_rate, metrics_enabled=metrics_enabled,
+        enabled=enabled,
+        service_name=service_name,
+        exporter=exporter,
+        traces_endpoint=traces_endpoint,
+        metrics_endpoint=metrics_endpoint,
+        sampling_rate=sampling_rate,
+        metrics_enabled=metrics_enabled,
         baggage_keys=tuple(baggage_keys) if baggage_keys is not None else None,
-        disabled_instrumentations=(tuple(disabled_instrumentations)
-                                   if disabled_instrumentations is not None else None),
+        disabled_instrumentations=(
+            tuple(disabled_instrumentations) if disabled_instrumentations is not None else None
+        ),
     )
     if not settings.enabled:
         return False

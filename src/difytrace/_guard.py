@@ -28,8 +28,9 @@ def report_internal_error(site: str, exc: BaseException) -> None:
         raise exc
     if site not in _reported:
         _reported.add(site)
-        logger.warning("difytrace internal error in %s (further ones not logged)", site,
-                       exc_info=exc)
+        logger.warning(
+            "difytrace internal error in %s (further ones not logged)", site, exc_info=exc
+        )
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from opentelemetry import metrics, trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -26,7 +27,7 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -95,8 +96,9 @@ class _LazyMetricExporter(MetricExporter):
                 self._pid = os.getpid()
             return self._delegate
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
-               **kwargs: Any) -> MetricExportResult:
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
         return self._get().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
@@ -110,8 +112,10 @@ class _LazyMetricExporter(MetricExporter):
 def build_sampler(settings: Settings) -> Sampler:
     """The sampler the settings ask for (Dify's OTEL_SAMPLING_RATE → parent-based ratio)."""
     name = settings.sampler or (
-        "parentbased_traceidratio" if settings.sampling_rate is not None
-        else "parentbased_always_on")
+        "parentbased_traceidratio"
+        if settings.sampling_rate is not None
+        else "parentbased_always_on"
+    )
     rate = 1.0 if settings.sampling_rate is None else settings.sampling_rate
     root: Sampler = {
         "always_on": ALWAYS_ON,
@@ -141,12 +145,14 @@ def _span_exporter(settings: Settings) -> SpanExporter:
             OTLPSpanExporter as GrpcSpanExporter,
         )
 
-        return GrpcSpanExporter(endpoint=settings.traces_endpoint,
-                                headers=settings.export_headers(), timeout=timeout)
+        return GrpcSpanExporter(
+            endpoint=settings.traces_endpoint, headers=settings.export_headers(), timeout=timeout
+        )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter(endpoint=settings.traces_endpoint,
-                            headers=settings.export_headers(), timeout=timeout)
+    return OTLPSpanExporter(
+        endpoint=settings.traces_endpoint, headers=settings.export_headers(), timeout=timeout
+    )
 
 
 def _metric_exporter(settings: Settings) -> MetricExporter:
@@ -158,12 +164,59 @@ def _metric_exporter(settings: Settings) -> MetricExporter:
             OTLPMetricExporter as GrpcMetricExporter,
         )
 
-        return GrpcMetricExporter(endpoint=settings.metrics_endpoint,
-                                  headers=settings.export_headers(), timeout=timeout)
+        return GrpcMetricExporter(
+            endpoint=settings.metrics_endpoint, headers=settings.export_headers(), timeout=timeout
+        )
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-    return OTLPMetricExporter(endpoint=settings.metrics_endpoint,
-                              headers=settings.export_headers(), timeout=timeout)
+    return OTLPMetricExporter(
+        endpoint=settings.metrics_endpoint, headers=settings.export_headers(), timeout=timeout
+    )
+
+
+class _DeferredSpanProcessor(SpanProcessor):
+    """Builds its delegate (and its thread) at the first span of each process.
+
+    Nothing starts a thread in a gunicorn master or a Celery prefork parent: threads started
+    before gevent re-initialises its hub after fork end with tracebacks at worker exit, and a
+    thread inherited through fork is dead anyway. ``on_first_span`` starts the rest of the
+    process's telemetry (the metric reader) at the same moment.
+    """
+
+    def __init__(
+        self, factory: Callable[[], SpanProcessor], on_first_span: Callable[[], None]
+    ) -> None:
+        self._factory = factory
+        self._on_first_span = on_first_span
+        self._delegate: SpanProcessor | None = None
+        self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        # The parent's processor and its queue belong to the parent.
+        self._delegate = None
+        self._lock = threading.Lock()
+
+    def _build(self) -> SpanProcessor:
+        with self._lock:
+            if self._delegate is None:
+                self._delegate = self._factory()
+                self._on_first_span()
+            return self._delegate
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        (self._delegate or self._build()).on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        (self._delegate or self._build()).on_end(span)
+
+    def shutdown(self) -> None:
+        if self._delegate is not None:
+            self._delegate.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True if self._delegate is None else self._delegate.force_flush(timeout_millis)
 
 
 @dataclass
@@ -193,39 +246,59 @@ def configured_by() -> str | None:
 
 
 def setup_providers(settings: Settings, *, by: str) -> bool:
-    """Install tracer and meter providers once per process; False when already done."""
+    """Install the tracer provider once per process; False when already done.
+
+    The span processor, the exporters and the meter provider are built at the first span of
+    each process (see :class:`_DeferredSpanProcessor`); instruments created before that bind
+    through the API's proxy meter provider.
+    """
     with _LOCK:
         if _STATE.configured_by is not None:
             logger.debug("difytrace already configured by %s; %s ignored", _STATE.configured_by, by)
             return False
         _STATE.settings = settings
         _STATE.configured_by = by
+        if _has_sdk_provider(trace.get_tracer_provider()):
+            return True
         resource = build_resource(settings)
-        if not _has_sdk_provider(trace.get_tracer_provider()):
-            provider = TracerProvider(resource=resource, sampler=build_sampler(settings))
-            if settings.exporter != "none":
-                provider.add_span_processor(BatchSpanProcessor(
-                    _LazySpanExporter(lambda: _span_exporter(settings)),
-                    max_queue_size=settings.bsp_max_queue_size,
-                    schedule_delay_millis=settings.bsp_schedule_delay_ms,
-                    max_export_batch_size=min(settings.bsp_max_export_batch_size,
-                                              settings.bsp_max_queue_size),
-                    export_timeout_millis=settings.bsp_export_timeout_ms,
-                ))
-            trace.set_tracer_provider(provider)
-            _STATE.tracer_provider = provider
-        if settings.metrics_enabled and settings.metrics_exporter != "none" and not hasattr(
-            metrics.get_meter_provider(), "force_flush"
-        ):
-            reader = PeriodicExportingMetricReader(
-                _LazyMetricExporter(lambda: _metric_exporter(settings)),
-                export_interval_millis=settings.metric_export_interval_ms,
-                export_timeout_millis=settings.metric_export_timeout_ms,
+        provider = TracerProvider(resource=resource, sampler=build_sampler(settings))
+        provider.add_span_processor(
+            _DeferredSpanProcessor(
+                lambda: _batch_processor(settings),
+                lambda: _start_metrics(settings, resource),
             )
-            meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
-            metrics.set_meter_provider(meter_provider)
-            _STATE.meter_provider = meter_provider
+        )
+        trace.set_tracer_provider(provider)
+        _STATE.tracer_provider = provider
         return True
+
+
+def _batch_processor(settings: Settings) -> SpanProcessor:
+    if settings.exporter == "none":
+        return SpanProcessor()
+    return BatchSpanProcessor(
+        _LazySpanExporter(lambda: _span_exporter(settings)),
+        max_queue_size=settings.bsp_max_queue_size,
+        schedule_delay_millis=settings.bsp_schedule_delay_ms,
+        max_export_batch_size=min(settings.bsp_max_export_batch_size, settings.bsp_max_queue_size),
+        export_timeout_millis=settings.bsp_export_timeout_ms,
+    )
+
+
+def _start_metrics(settings: Settings, resource: Resource) -> None:
+    """Install this process's meter provider, unless metrics are off or one exists."""
+    if not settings.metrics_enabled or settings.metrics_exporter == "none":
+        return
+    if hasattr(metrics.get_meter_provider(), "force_flush"):
+        return
+    reader = PeriodicExportingMetricReader(
+        _LazyMetricExporter(lambda: _metric_exporter(settings)),
+        export_interval_millis=settings.metric_export_interval_ms,
+        export_timeout_millis=settings.metric_export_timeout_ms,
+    )
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    metrics.set_meter_provider(meter_provider)
+    _STATE.meter_provider = meter_provider
 
 
 def _has_sdk_provider(provider: object) -> bool:

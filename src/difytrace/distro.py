@@ -13,7 +13,9 @@ import os
 import sys
 from typing import Any
 
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import (  # type: ignore[attr-defined]  # module is "type: ignore"d upstream
+    BaseDistro,
+)
 from opentelemetry.sdk._configuration import _BaseConfigurator
 
 from difytrace import bootstrap
@@ -40,11 +42,14 @@ class DifytraceDistro(BaseDistro):  # type: ignore[misc]
         ):
             gevent_order.apply_patch_order()
         gevent_order.warn_on_problems()
-        disabled = [n.strip() for n in
-                    os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")
-                    if n.strip()]
+        disabled = [
+            n.strip()
+            for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")
+            if n.strip()
+        ]
         os.environ["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = ",".join(
-            dict.fromkeys([*disabled, *REPLACED_CONTRIB]))
+            dict.fromkeys([*disabled, *REPLACED_CONTRIB])
+        )
         bootstrap._STATE.settings = settings
 
 

@@ -16,8 +16,14 @@ from collections.abc import Mapping, Sequence
 
 logger = logging.getLogger("difytrace.gevent")
 
-_GUNICORN_GEVENT = {"gevent", "gevent_wsgi", "gevent_pywsgi", "gunicorn.workers.ggevent.GeventWorker"}
-_grpc_initialised = False
+_GUNICORN_GEVENT = {
+    "gevent",
+    "gevent_wsgi",
+    "gevent_pywsgi",
+    "gunicorn.workers.ggevent.GeventWorker",
+}
+# Whether this module called grpc's init_gevent() in this process (a one-element set, no global).
+_done: set[str] = set()
 
 
 def _option_values(argv: Sequence[str], short: str, long: str) -> list[str]:
@@ -28,12 +34,13 @@ def _option_values(argv: Sequence[str], short: str, long: str) -> list[str]:
         elif arg.startswith(long + "="):
             values.append(arg.split("=", 1)[1])
         elif arg.startswith(short) and len(arg) > len(short) and not arg.startswith("--"):
-            values.append(arg[len(short):])
+            values.append(arg[len(short) :])
     return values
 
 
-def gevent_requested(argv: Sequence[str] | None = None,
-                     environ: Mapping[str, str] | None = None) -> bool:
+def gevent_requested(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> bool:
     """Whether this process is a gunicorn with gevent workers or a celery gevent pool."""
     argv = list(sys.argv if argv is None else argv)
     env = os.environ if environ is None else environ
@@ -57,19 +64,18 @@ def is_patched() -> bool:
 
 def apply_patch_order() -> None:
     """Patch gevent, then gRPC, then psycopg2, each only if installed and not done yet."""
-    global _grpc_initialised
     from gevent import monkey
 
     if not monkey.is_module_patched("socket"):
         monkey.patch_all()
-    if not _grpc_initialised:
+    if "grpc" not in _done:
         try:
             import grpc.experimental.gevent as grpc_gevent
         except ImportError:
             pass
         else:
             grpc_gevent.init_gevent()
-            _grpc_initialised = True
+            _done.add("grpc")
     try:
         from psycogreen.gevent import patch_psycopg
     except ImportError:
@@ -85,13 +91,17 @@ def patch_order_problems() -> list[str]:
         if "psycogreen" in sys.modules:
             problems.append("psycogreen is loaded but gevent has not patched this process")
         return problems
-    if "grpc" in sys.modules and not _grpc_initialised:
-        problems.append("gevent is patched but grpc.experimental.gevent.init_gevent() was not "
-                        "called by difytrace; call it right after monkey.patch_all()")
+    if "grpc" in sys.modules and "grpc" not in _done:
+        problems.append(
+            "gevent is patched but grpc.experimental.gevent.init_gevent() was not "
+            "called by difytrace; call it right after monkey.patch_all()"
+        )
     psycopg2 = sys.modules.get("psycopg2.extensions")
     if psycopg2 is not None and getattr(psycopg2, "get_wait_callback", lambda: None)() is None:
-        problems.append("gevent is patched but psycopg2 has no wait callback; call "
-                        "psycogreen.gevent.patch_psycopg() after gevent and grpc")
+        problems.append(
+            "gevent is patched but psycopg2 has no wait callback; call "
+            "psycogreen.gevent.patch_psycopg() after gevent and grpc"
+        )
     return problems
 
 

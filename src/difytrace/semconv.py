@@ -66,7 +66,8 @@ class MetricSpec:
         """The series name Prometheus shows after the collector's / exporter's translation."""
         base = self.name.replace(".", "_")
         unit = {"s": "seconds", "By": "bytes", "1": "", "{token}": "", "{request}": ""}.get(
-            self.unit, "")
+            self.unit, ""
+        )
         if unit and not base.endswith(unit):
             base = f"{base}_{unit}"
         if self.instrument == "counter":
@@ -75,22 +76,40 @@ class MetricSpec:
 
 
 HTTP_SERVER_DURATION = MetricSpec(
-    "http.server.request.duration", "histogram", "s", "Duration of HTTP server requests.",
-    (HTTP_REQUEST_METHOD, HTTP_ROUTE, HTTP_RESPONSE_STATUS_CODE, URL_SCHEME, ERROR_TYPE))
+    "http.server.request.duration",
+    "histogram",
+    "s",
+    "Duration of HTTP server requests.",
+    (HTTP_REQUEST_METHOD, HTTP_ROUTE, HTTP_RESPONSE_STATUS_CODE, URL_SCHEME, ERROR_TYPE),
+)
 HTTP_STREAM_DURATION = MetricSpec(
-    "difytrace.http.stream.duration", "histogram", "s",
+    "difytrace.http.stream.duration",
+    "histogram",
+    "s",
     "Duration of streamed (SSE) responses, first byte to end of stream.",
-    (HTTP_REQUEST_METHOD, HTTP_ROUTE, HTTP_RESPONSE_STATUS_CODE))
+    (HTTP_REQUEST_METHOD, HTTP_ROUTE, HTTP_RESPONSE_STATUS_CODE),
+)
 CELERY_TASK_DURATION = MetricSpec(
-    "difytrace.celery.task.duration", "histogram", "s", "Run time of Celery tasks.",
-    (CELERY_TASK_NAME, MESSAGING_DESTINATION_NAME, CELERY_TASK_STATE))
+    "difytrace.celery.task.duration",
+    "histogram",
+    "s",
+    "Run time of Celery tasks.",
+    (CELERY_TASK_NAME, MESSAGING_DESTINATION_NAME, CELERY_TASK_STATE),
+)
 CELERY_QUEUE_WAIT_DURATION = MetricSpec(
-    "difytrace.celery.queue_wait.duration", "histogram", "s",
+    "difytrace.celery.queue_wait.duration",
+    "histogram",
+    "s",
     "Time from publish to start of a Celery task.",
-    (CELERY_TASK_NAME, MESSAGING_DESTINATION_NAME))
+    (CELERY_TASK_NAME, MESSAGING_DESTINATION_NAME),
+)
 CELERY_TASK_PUBLISHED = MetricSpec(
-    "difytrace.celery.task.published", "counter", "1", "Celery tasks published.",
-    (CELERY_TASK_NAME, MESSAGING_DESTINATION_NAME))
+    "difytrace.celery.task.published",
+    "counter",
+    "1",
+    "Celery tasks published.",
+    (CELERY_TASK_NAME, MESSAGING_DESTINATION_NAME),
+)
 
 #: Every metric difytrace emits. Modules append their own specs here at import time is NOT
 #: allowed: add them to this tuple so the catalogue is complete without importing anything.
@@ -103,5 +122,23 @@ METRICS: tuple[MetricSpec, ...] = (
 )
 
 #: Histogram bucket boundaries (seconds) for request-scale durations.
-DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
-                      7.5, 10.0, 30.0, 60.0, 120.0, 300.0)
+DURATION_BUCKETS_S = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)

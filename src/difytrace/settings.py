@@ -70,7 +70,9 @@ def parse_url(raw: str) -> str:
     value = raw.strip()
     parts = urllib.parse.urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise InvalidValue("expected an absolute http:// or https:// URL, e.g. http://localhost:4318")
+        raise InvalidValue(
+            "expected an absolute http:// or https:// URL, e.g. http://localhost:4318"
+        )
     try:
         parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
     except ValueError as exc:
@@ -174,65 +176,176 @@ class Setting:
 _BASES = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP_BASE_ENDPOINT"}
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("enabled", ("DIFYTRACE_ENABLED", "ENABLE_OTEL"), parse_bool, False,
-            "Whether `difytrace.configure()` sets anything up. Under `opentelemetry-instrument` "
-            "difytrace is always on: the wrapper is the opt-in."),
-    Setting("service_name", ("OTEL_SERVICE_NAME",), _str, "",
-            "service.name of the resource; empty = the SDK's (OTEL_RESOURCE_ATTRIBUTES or "
-            "unknown_service)."),
-    Setting("exporter", ("DIFYTRACE_EXPORTER", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_TYPE"),
-            parse_exporter_type, "otlp", "Span exporter: otlp, console or none."),
-    Setting("metrics_exporter", ("OTEL_METRICS_EXPORTER",), parse_exporter_type, "otlp",
-            "Metric exporter: otlp, console or none."),
-    Setting("protocol", ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
-            parse_protocol, "http/protobuf",
-            "OTLP protocol. HTTP by default: gRPC under gevent is fragile."),
-    Setting("traces_endpoint",
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTLP_TRACE_ENDPOINT",
-             "OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP_BASE_ENDPOINT"),
-            parse_url, "http://localhost:4318",
-            "Where spans go. Base endpoints get `/v1/traces` appended (HTTP)."),
-    Setting("metrics_endpoint",
-            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTLP_METRIC_ENDPOINT",
-             "OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP_BASE_ENDPOINT"),
-            parse_url, "http://localhost:4318",
-            "Where metrics go. Base endpoints get `/v1/metrics` appended (HTTP)."),
-    Setting("headers", ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
-            parse_headers, {}, "Extra OTLP headers, `name=value` pairs, URL-encoded.",
-            secret=True),
-    Setting("api_key", ("OTLP_API_KEY",), _str, "",
-            "Dify's OTLP key, sent as `authorization: Bearer <key>` unless headers set one.",
-            secret=True),
-    Setting("sampler", ("OTEL_TRACES_SAMPLER",), parse_sampler, "",
-            "Sampler name; empty = parentbased_traceidratio if a rate is set, else "
-            "parentbased_always_on."),
-    Setting("sampling_rate", ("OTEL_TRACES_SAMPLER_ARG", "OTEL_SAMPLING_RATE"), parse_rate, None,
-            "Ratio for the traceidratio samplers, 0..1."),
-    Setting("bsp_schedule_delay_ms", ("OTEL_BSP_SCHEDULE_DELAY", "OTEL_BATCH_EXPORT_SCHEDULE_DELAY"),
-            parse_positive_int, 5000, "Batch span processor delay between exports (ms)."),
-    Setting("bsp_max_queue_size", ("OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_MAX_QUEUE_SIZE"),
-            parse_positive_int, 2048, "Spans buffered per process before drops are counted."),
-    Setting("bsp_max_export_batch_size",
-            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_MAX_EXPORT_BATCH_SIZE"),
-            parse_positive_int, 512, "Spans per export request."),
-    Setting("bsp_export_timeout_ms", ("OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BATCH_EXPORT_TIMEOUT"),
-            parse_positive_int, 10000, "Timeout of one span export (ms)."),
-    Setting("metric_export_interval_ms", ("OTEL_METRIC_EXPORT_INTERVAL",), parse_positive_int,
-            60000, "Interval between metric exports (ms)."),
-    Setting("metric_export_timeout_ms", ("OTEL_METRIC_EXPORT_TIMEOUT",), parse_positive_int,
-            30000, "Timeout of one metric export (ms)."),
-    Setting("metrics_enabled", ("DIFYTRACE_METRICS",), parse_bool, True,
-            "Record difytrace's metrics (HTTP, Celery, GenAI, ops_trace)."),
-    Setting("gevent", ("DIFYTRACE_GEVENT",), parse_gevent_mode, "auto",
-            "Apply the patch order gevent → grpc → psycogreen: auto (when gunicorn/celery are "
-            "started with a gevent worker or pool), on, off."),
-    Setting("identity_extractor", ("DIFYTRACE_IDENTITY_EXTRACTOR",), parse_import_path, "",
-            "module:callable returning user/tenant/app ids for a Flask request."),
-    Setting("baggage_keys", ("DIFYTRACE_BAGGAGE_KEYS",), parse_names,
-            ("tenant.id", "app.id", "user.id"),
-            "Baggage entries carried from the API to Celery workers (allow-list)."),
-    Setting("disabled_instrumentations", ("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",), parse_names,
-            (), "Instrumentations to skip, e.g. `difytrace_celery,openai`."),
+    Setting(
+        "enabled",
+        ("DIFYTRACE_ENABLED", "ENABLE_OTEL"),
+        parse_bool,
+        False,
+        "Whether `difytrace.configure()` sets anything up. Under `opentelemetry-instrument` "
+        "difytrace is always on: the wrapper is the opt-in.",
+    ),
+    Setting(
+        "service_name",
+        ("OTEL_SERVICE_NAME",),
+        _str,
+        "",
+        "service.name of the resource; empty = the SDK's (OTEL_RESOURCE_ATTRIBUTES or "
+        "unknown_service).",
+    ),
+    Setting(
+        "exporter",
+        ("DIFYTRACE_EXPORTER", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_TYPE"),
+        parse_exporter_type,
+        "otlp",
+        "Span exporter: otlp, console or none.",
+    ),
+    Setting(
+        "metrics_exporter",
+        ("OTEL_METRICS_EXPORTER",),
+        parse_exporter_type,
+        "otlp",
+        "Metric exporter: otlp, console or none.",
+    ),
+    Setting(
+        "protocol",
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        parse_protocol,
+        "http/protobuf",
+        "OTLP protocol. HTTP by default: gRPC under gevent is fragile.",
+    ),
+    Setting(
+        "traces_endpoint",
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTLP_TRACE_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTLP_BASE_ENDPOINT",
+        ),
+        parse_url,
+        "http://localhost:4318",
+        "Where spans go. Base endpoints get `/v1/traces` appended (HTTP).",
+    ),
+    Setting(
+        "metrics_endpoint",
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTLP_METRIC_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTLP_BASE_ENDPOINT",
+        ),
+        parse_url,
+        "http://localhost:4318",
+        "Where metrics go. Base endpoints get `/v1/metrics` appended (HTTP).",
+    ),
+    Setting(
+        "headers",
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+        parse_headers,
+        {},
+        "Extra OTLP headers, `name=value` pairs, URL-encoded.",
+        secret=True,
+    ),
+    Setting(
+        "api_key",
+        ("OTLP_API_KEY",),
+        _str,
+        "",
+        "Dify's OTLP key, sent as `authorization: Bearer <key>` unless headers set one.",
+        secret=True,
+    ),
+    Setting(
+        "sampler",
+        ("OTEL_TRACES_SAMPLER",),
+        parse_sampler,
+        "",
+        "Sampler name; empty = parentbased_traceidratio if a rate is set, else "
+        "parentbased_always_on.",
+    ),
+    Setting(
+        "sampling_rate",
+        ("OTEL_TRACES_SAMPLER_ARG", "OTEL_SAMPLING_RATE"),
+        parse_rate,
+        None,
+        "Ratio for the traceidratio samplers, 0..1.",
+    ),
+    Setting(
+        "bsp_schedule_delay_ms",
+        ("OTEL_BSP_SCHEDULE_DELAY", "OTEL_BATCH_EXPORT_SCHEDULE_DELAY"),
+        parse_positive_int,
+        5000,
+        "Batch span processor delay between exports (ms).",
+    ),
+    Setting(
+        "bsp_max_queue_size",
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_MAX_QUEUE_SIZE"),
+        parse_positive_int,
+        2048,
+        "Spans buffered per process before drops are counted.",
+    ),
+    Setting(
+        "bsp_max_export_batch_size",
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_MAX_EXPORT_BATCH_SIZE"),
+        parse_positive_int,
+        512,
+        "Spans per export request.",
+    ),
+    Setting(
+        "bsp_export_timeout_ms",
+        ("OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BATCH_EXPORT_TIMEOUT"),
+        parse_positive_int,
+        10000,
+        "Timeout of one span export (ms).",
+    ),
+    Setting(
+        "metric_export_interval_ms",
+        ("OTEL_METRIC_EXPORT_INTERVAL",),
+        parse_positive_int,
+        60000,
+        "Interval between metric exports (ms).",
+    ),
+    Setting(
+        "metric_export_timeout_ms",
+        ("OTEL_METRIC_EXPORT_TIMEOUT",),
+        parse_positive_int,
+        30000,
+        "Timeout of one metric export (ms).",
+    ),
+    Setting(
+        "metrics_enabled",
+        ("DIFYTRACE_METRICS",),
+        parse_bool,
+        True,
+        "Record difytrace's metrics (HTTP, Celery, GenAI, ops_trace).",
+    ),
+    Setting(
+        "gevent",
+        ("DIFYTRACE_GEVENT",),
+        parse_gevent_mode,
+        "auto",
+        "Apply the patch order gevent → grpc → psycogreen: auto (when gunicorn/celery are "
+        "started with a gevent worker or pool), on, off.",
+    ),
+    Setting(
+        "identity_extractor",
+        ("DIFYTRACE_IDENTITY_EXTRACTOR",),
+        parse_import_path,
+        "",
+        "module:callable returning user/tenant/app ids for a Flask request.",
+    ),
+    Setting(
+        "baggage_keys",
+        ("DIFYTRACE_BAGGAGE_KEYS",),
+        parse_names,
+        ("tenant.id", "app.id", "user.id"),
+        "Baggage entries carried from the API to Celery workers (allow-list).",
+    ),
+    Setting(
+        "disabled_instrumentations",
+        ("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",),
+        parse_names,
+        (),
+        "Instrumentations to skip, e.g. `difytrace_celery,openai`.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -280,8 +393,11 @@ class Settings:
         for setting in SETTINGS:
             value = getattr(self, setting.name)
             if setting.secret and value:
-                text = "****" if isinstance(value, str) else "{" + ", ".join(
-                    f"{k}: ****" for k in value) + "}"
+                text = (
+                    "****"
+                    if isinstance(value, str)
+                    else "{" + ", ".join(f"{k}: ****" for k in value) + "}"
+                )
             else:
                 text = repr(value)
             shown[setting.name] = text
@@ -294,9 +410,7 @@ def _signal_endpoint(var: str, value: str, signal: str) -> str:
     return value
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, **overrides: Any
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Resolve every setting from ``overrides`` (configure() keywords), then the environment.
 
     Raises :class:`~difytrace.exceptions.ConfigurationError` naming each bad variable and the
@@ -306,8 +420,10 @@ def load_settings(
     unknown = set(overrides) - set(_BY_NAME)
     if unknown:
         raise ConfigurationError(
-            "unknown configure() argument(s): " + ", ".join(sorted(unknown))
-            + "; accepted: " + ", ".join(sorted(_BY_NAME))
+            "unknown configure() argument(s): "
+            + ", ".join(sorted(unknown))
+            + "; accepted: "
+            + ", ".join(sorted(_BY_NAME))
         )
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -345,8 +461,10 @@ def load_settings(
 
 def settings_table_markdown() -> str:
     """The README configuration table, generated from ``SETTINGS``."""
-    rows = ["| setting | variables, highest precedence first | default | meaning |",
-            "| --- | --- | --- | --- |"]
+    rows = [
+        "| setting | variables, highest precedence first | default | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
     for s in SETTINGS:
         default = ", ".join(s.default) if isinstance(s.default, tuple) else s.default
         shown = "" if default in ("", None, {}, ()) else f"`{default}`"
