@@ -1,0 +1,44 @@
+"""A Dify-shaped app for the end-to-end tests: a Flask API that enqueues a Celery task, an
+SSE endpoint that streams for ~250 ms, and the task itself. Configured by environment only, as
+it runs under gunicorn and celery started by the tests (under ``opentelemetry-instrument``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+from celery import Celery
+from flask import Flask, Response, stream_with_context
+
+celery = Celery("e2e", broker=os.environ.get("E2E_BROKER", "redis://127.0.0.1:6379/14"))
+celery.conf.update(
+    task_default_queue=os.environ.get("E2E_QUEUE", "e2e"),
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+
+
+@celery.task(name="e2e.summarise")
+def summarise(text: str) -> int:
+    """Stands in for Dify's post-processing tasks."""
+    return len(text)
+
+
+app = Flask(__name__)
+
+
+@app.post("/apps/<app_id>/chat-messages")
+def chat(app_id: str) -> dict[str, str]:
+    result = summarise.delay(f"hello from {app_id}")
+    return {"task_id": result.id}
+
+
+@app.get("/apps/<app_id>/stream")
+def stream(app_id: str) -> Response:
+    def events() -> Iterator[str]:
+        for index in range(5):
+            time.sleep(0.05)  # gevent-patched under gunicorn -k gevent
+            yield f"data: chunk {index} for {app_id}\n\n"
+
+    return Response(stream_with_context(events()), mimetype="text/event-stream")

@@ -1,0 +1,190 @@
+"""Issue #2 end to end: gunicorn gevent workers and Celery workers started under
+``opentelemetry-instrument``, exporting OTLP/HTTP to a receiver in the test process.
+
+One HTTP request that enqueues a task must yield one trace — server span → publish span → run
+span in the worker process — with queue wait and baggage; an SSE response's span must cover the
+stream; every process must stop within 10 s of SIGTERM with its spans flushed and no traceback
+in its log.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from difytrace import semconv
+from difytrace.testing import CapturedSpan, OTLPReceiver
+from tests.integration._procs import Proc, free_port, start, wait_for_port
+
+pytestmark = pytest.mark.integration
+
+FLUSH_ONLY_AT_EXIT = "600000"  # a batch delay no test waits for: only the exit flush delivers
+
+
+def _env(receiver: OTLPReceiver, service: str, queue: str, **extra: str) -> dict[str, str]:
+    return {
+        "OTEL_SERVICE_NAME": service,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "E2E_BROKER": "redis://127.0.0.1:6379/14",
+        "E2E_QUEUE": queue,
+        **extra,
+    }
+
+
+def _gunicorn(receiver: OTLPReceiver, tmp: Path, port: int, queue: str, **extra: str) -> Proc:
+    proc = start(
+        [
+            "gunicorn",
+            "-k",
+            "gevent",
+            "-w",
+            "2",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--graceful-timeout",
+            "5",
+            "e2e_app:app",
+        ],
+        env=_env(receiver, "e2e-api", queue, **extra),
+        log=tmp / f"gunicorn-{port}.log",
+    )
+    wait_for_port(port)
+    return proc
+
+
+def _worker(receiver: OTLPReceiver, tmp: Path, pool: str, queue: str, **extra: str) -> Proc:
+    concurrency = "4" if pool == "gevent" else "1"
+    proc = start(
+        [
+            "celery",
+            "-A",
+            "e2e_app:celery",
+            "worker",
+            "-P",
+            pool,
+            "-c",
+            concurrency,
+            "-Q",
+            queue,
+            "-n",
+            f"{queue}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "INFO",
+        ],
+        env=_env(receiver, f"e2e-worker-{pool}", queue, **extra),
+        log=tmp / f"worker-{pool}-{queue}.log",
+    )
+    proc.wait_for_output("ready.")
+    return proc
+
+
+def _post(port: int, path: str, headers: dict[str, str] | None = None) -> dict[str, str]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=b"{}",
+        method="POST",
+        headers={"content-type": "application/json", **(headers or {})},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return dict(json.loads(response.read()))
+
+
+def _assert_clean_exit(proc: Proc) -> None:
+    took = proc.terminate(timeout=10)
+    assert took < 10
+    assert "Traceback" not in proc.output(), proc.output()
+
+
+@pytest.fixture(scope="module", params=["prefork", "gevent"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[OTLPReceiver, int, str]]:
+    pool = str(request.param)
+    tmp = tmp_path_factory.mktemp(f"stack-{pool}")
+    queue = f"e2e-{pool}-{uuid.uuid4().hex[:8]}"
+    with OTLPReceiver() as receiver:
+        worker = _worker(receiver, tmp, pool, queue)
+        port = free_port()
+        api = _gunicorn(receiver, tmp, port, queue)
+        yield receiver, port, pool
+        _assert_clean_exit(api)
+        _assert_clean_exit(worker)
+
+
+def _trace_of(receiver: OTLPReceiver, kind: str, predicate: object) -> list[CapturedSpan]:
+    spans = receiver.wait_for(predicate=predicate, timeout=20)
+    root = next(s for s in spans if s.kind == kind)
+    return [s for s in receiver.spans() if s.trace_id == root.trace_id]
+
+
+def test_request_task_is_one_trace_across_processes(stack: tuple[OTLPReceiver, int, str]) -> None:
+    receiver, port, pool = stack
+    receiver.clear()
+    app_id = f"app-{pool}"
+    _post(port, f"/apps/{app_id}/chat-messages")
+
+    def complete(spans: list[CapturedSpan]) -> bool:
+        return any(
+            s.kind == "CONSUMER" and s.attributes.get(semconv.APP_ID) == app_id for s in spans
+        )
+
+    spans = _trace_of(receiver, "CONSUMER", complete)
+    server = next(s for s in spans if s.kind == "SERVER")
+    publish = next(s for s in spans if s.kind == "PRODUCER")
+    run = next(s for s in spans if s.kind == "CONSUMER")
+    assert server.parent_span_id is None
+    assert server.attributes[semconv.HTTP_ROUTE] == "/apps/<app_id>/chat-messages"
+    assert publish.parent_span_id == server.span_id
+    assert run.parent_span_id == publish.span_id
+    assert server.resource["service.name"] == "e2e-api"
+    assert run.resource["service.name"] == f"e2e-worker-{pool}"
+    assert run.attributes[semconv.CELERY_TASK_NAME] == "e2e.summarise"
+    assert float(run.attributes[semconv.CELERY_QUEUE_WAIT]) >= 0
+    assert run.attributes[semconv.APP_ID] == app_id  # carried as baggage, allow-listed
+
+
+def test_sse_span_covers_the_whole_stream(stack: tuple[OTLPReceiver, int, str]) -> None:
+    receiver, port, _ = stack
+    receiver.clear()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/apps/a1/stream", timeout=10) as r:
+        body = r.read().decode()
+    assert body.count("data: chunk") == 5
+    [span] = receiver.wait_for(
+        predicate=lambda spans: any(
+            s.attributes.get(semconv.HTTP_ROUTE) == "/apps/<app_id>/stream" for s in spans
+        ),
+        timeout=20,
+    )[-1:]
+    assert span.duration_s >= 0.25
+    assert span.attributes[semconv.HTTP_STREAM_CHUNKS] == 5
+    assert 0.04 <= float(span.attributes[semconv.HTTP_TIME_TO_FIRST_BYTE]) < span.duration_s
+
+
+@pytest.mark.parametrize("pool", ["prefork", "gevent"])
+def test_spans_are_flushed_at_sigterm(pool: str, tmp_path: Path) -> None:
+    """With a batch delay nobody waits for, only the shutdown flush can deliver the spans."""
+    queue = f"e2e-flush-{pool}-{uuid.uuid4().hex[:8]}"
+    with OTLPReceiver() as receiver:
+        slow = {"OTEL_BSP_SCHEDULE_DELAY": FLUSH_ONLY_AT_EXIT}
+        worker = _worker(receiver, tmp_path, pool, queue, **slow)
+        port = free_port()
+        api = _gunicorn(receiver, tmp_path, port, queue, **slow)
+        _post(port, "/apps/flush/chat-messages")
+        worker.wait_for_output("succeeded in")
+        _assert_clean_exit(api)
+        _assert_clean_exit(worker)
+        spans = receiver.wait_for(
+            predicate=lambda spans: {"SERVER", "PRODUCER", "CONSUMER"} <= {s.kind for s in spans},
+            timeout=10,
+        )
+        assert len({s.trace_id for s in spans if s.kind != "INTERNAL"}) == 1

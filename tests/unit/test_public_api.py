@@ -1,0 +1,28 @@
+"""The public surface is small and pinned: changing it is a decision, not an accident."""
+
+from __future__ import annotations
+
+import difytrace
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(difytrace.__all__) == sorted(
+        [
+            "ConfigurationError",
+            "DifytraceError",
+            "RecordError",
+            "Settings",
+            "__version__",
+            "configure",
+            "force_flush",
+            "load_settings",
+            "shutdown",
+        ]
+    )
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    for name in difytrace.__all__:
+        if name == "__version__":
+            continue
+        assert getattr(difytrace, name).__doc__, name
