@@ -8,6 +8,7 @@ against, so a name changed here fails their tests.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -63,16 +64,52 @@ class MetricSpec:
 
     @property
     def prometheus_name(self) -> str:
-        """The series name Prometheus shows after the collector's / exporter's translation."""
-        base = self.name.replace(".", "_")
-        unit = {"s": "seconds", "By": "bytes", "1": "", "{token}": "", "{request}": ""}.get(
-            self.unit, ""
-        )
+        """The series name Prometheus shows, as both the collector's ``prometheus`` exporter and
+        ``opentelemetry-exporter-prometheus`` write it (metric suffixes on, the default).
+
+        Dots become underscores; the unit is appended as a word unless it is ``1`` or an
+        annotation such as ``{token}``; monotonic counters get ``_total``. Histograms add
+        ``_bucket`` / ``_sum`` / ``_count`` to this name. (The collector also appends ``_ratio``
+        to *gauges* of unit ``1`` and the Python exporter does not, so no gauge uses unit ``1``.)
+        """
+        base = _PROM_INVALID.sub("_", self.name)
+        unit = _prometheus_unit(self.unit)
         if unit and not base.endswith(unit):
             base = f"{base}_{unit}"
         if self.instrument == "counter":
             base += "_total"
         return base
+
+
+_PROM_INVALID = re.compile(r"[^a-zA-Z0-9_:]")
+_PROM_UNITS = {
+    "d": "days",
+    "h": "hours",
+    "min": "minutes",
+    "s": "seconds",
+    "ms": "milliseconds",
+    "us": "microseconds",
+    "ns": "nanoseconds",
+    "By": "bytes",
+    "KiBy": "kibibytes",
+    "MiBy": "mebibytes",
+    "%": "percent",
+}
+
+
+def _prometheus_unit(unit: str) -> str:
+    # Annotations ({token}) and the dimensionless "1" add no suffix; "X/Y" reads "X_per_Y".
+    unit = re.sub(r"\{[^}]*\}", "", unit).strip()
+    if unit in {"", "1"}:
+        return ""
+    per, _, denominator = unit.partition("/")
+    word = _PROM_UNITS.get(per, per)
+    if denominator:
+        per_word = {"s": "second", "m": "minute", "h": "hour", "d": "day"}.get(
+            denominator, denominator
+        )
+        word = f"{word}_per_{per_word}" if word else f"per_{per_word}"
+    return _PROM_INVALID.sub("_", word)
 
 
 HTTP_SERVER_DURATION = MetricSpec(
@@ -111,6 +148,204 @@ CELERY_TASK_PUBLISHED = MetricSpec(
     (CELERY_TASK_NAME, MESSAGING_DESTINATION_NAME),
 )
 
+# --- Metrics the dashboards and alert rules need (added for issue #5) ---------------------
+# Names proposed by the dashboards work; the GenAI (#3), ops_trace (#4) and bootstrap code
+# emit them. Rename here and the dashboard/alert tests follow (they take names from METRICS).
+
+# GenAI (semconv v1.41 metric names; tenant/app and the estimate flag are difytrace's own).
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
+#: "true" when the token count is difytrace's estimate, "false" when the provider reported it.
+GEN_AI_USAGE_ESTIMATED = "difytrace.gen_ai.usage.estimated"
+_GEN_AI_METRIC_ATTRS = (
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    SERVER_ADDRESS,
+    TENANT_ID,
+    APP_ID,
+)
+
+GEN_AI_CLIENT_TOKEN_USAGE = MetricSpec(
+    "gen_ai.client.token.usage",
+    "histogram",
+    "{token}",
+    "Tokens used per LLM call, by token type (input / output).",
+    (*_GEN_AI_METRIC_ATTRS, GEN_AI_TOKEN_TYPE, GEN_AI_USAGE_ESTIMATED),
+)
+GEN_AI_CLIENT_OPERATION_DURATION = MetricSpec(
+    "gen_ai.client.operation.duration",
+    "histogram",
+    "s",
+    "Duration of LLM calls, request to last byte.",
+    (*_GEN_AI_METRIC_ATTRS, ERROR_TYPE),
+)
+GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK = MetricSpec(
+    "gen_ai.client.operation.time_to_first_chunk",
+    "histogram",
+    "s",
+    "Time from request to the first streamed chunk (time to first token).",
+    _GEN_AI_METRIC_ATTRS,
+)
+GEN_AI_CLIENT_COST = MetricSpec(
+    "difytrace.gen_ai.client.cost",
+    "counter",
+    "{USD}",
+    "Estimated cost of LLM calls in US dollars (offline price data).",
+    _GEN_AI_METRIC_ATTRS,
+)
+GENAI_METRICS: tuple[MetricSpec, ...] = (
+    GEN_AI_CLIENT_TOKEN_USAGE,
+    GEN_AI_CLIENT_OPERATION_DURATION,
+    GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK,
+    GEN_AI_CLIENT_COST,
+)
+
+# ops_trace: the durable delivery path (issue #4).
+OPS_TRACE_DESTINATION = "difytrace.ops_trace.destination"  # kind: langfuse, langsmith, otlp
+OPS_TRACE_RECORD_TYPE = "difytrace.ops_trace.record_type"  # workflow, message, tool, ...
+OPS_TRACE_REASON = "difytrace.ops_trace.reason"  # why a record was dropped / dead-lettered
+
+OPS_TRACE_SUBMITTED = MetricSpec(
+    "difytrace.ops_trace.submitted",
+    "counter",
+    "{record}",
+    "Records handed to the outbox on the request path.",
+    (OPS_TRACE_RECORD_TYPE,),
+)
+OPS_TRACE_DELIVERED = MetricSpec(
+    "difytrace.ops_trace.delivered",
+    "counter",
+    "{record}",
+    "Records accepted by a destination.",
+    (OPS_TRACE_DESTINATION,),
+)
+OPS_TRACE_FAILED = MetricSpec(
+    "difytrace.ops_trace.failed",
+    "counter",
+    "{record}",
+    "Delivery attempts a destination refused or that errored (before any retry).",
+    (OPS_TRACE_DESTINATION, ERROR_TYPE),
+)
+OPS_TRACE_RETRIED = MetricSpec(
+    "difytrace.ops_trace.retried",
+    "counter",
+    "{record}",
+    "Records scheduled for another delivery attempt.",
+    (OPS_TRACE_DESTINATION, ERROR_TYPE),
+)
+OPS_TRACE_DEAD_LETTERED = MetricSpec(
+    "difytrace.ops_trace.dead_lettered",
+    "counter",
+    "{record}",
+    "Records moved to the dead-letter store.",
+    (OPS_TRACE_DESTINATION, OPS_TRACE_REASON),
+)
+OPS_TRACE_DROPPED = MetricSpec(
+    "difytrace.ops_trace.dropped",
+    "counter",
+    "{record}",
+    "Records dropped before enqueue (outbox full, unserialisable, ...), by reason.",
+    (OPS_TRACE_REASON,),
+)
+OPS_TRACE_QUEUE_DEPTH = MetricSpec(
+    "difytrace.ops_trace.queue.depth",
+    "gauge",
+    "{record}",
+    "Records waiting in the ops_trace queue (observed by the workers).",
+    (MESSAGING_DESTINATION_NAME,),
+)
+OPS_TRACE_LAG = MetricSpec(
+    "difytrace.ops_trace.lag",
+    "histogram",
+    "s",
+    "End-to-end lag: record finished in the app → accepted by the destination.",
+    (OPS_TRACE_DESTINATION,),
+)
+OPS_TRACE_BATCH_SIZE = MetricSpec(
+    "difytrace.ops_trace.batch.size",
+    "histogram",
+    "{record}",
+    "Records per delivery batch.",
+    (OPS_TRACE_DESTINATION,),
+)
+OPS_TRACE_WORKERS = MetricSpec(
+    "difytrace.ops_trace.workers",
+    "up_down_counter",
+    "{worker}",
+    "ops_trace worker processes running (+1 at start, -1 at shutdown, per process).",
+    (MESSAGING_DESTINATION_NAME,),
+)
+OPS_TRACE_METRICS: tuple[MetricSpec, ...] = (
+    OPS_TRACE_SUBMITTED,
+    OPS_TRACE_DELIVERED,
+    OPS_TRACE_FAILED,
+    OPS_TRACE_RETRIED,
+    OPS_TRACE_DEAD_LETTERED,
+    OPS_TRACE_DROPPED,
+    OPS_TRACE_QUEUE_DEPTH,
+    OPS_TRACE_LAG,
+    OPS_TRACE_BATCH_SIZE,
+    OPS_TRACE_WORKERS,
+)
+
+# Exporter health: what the SDK pipeline of this process lost (bootstrap emits these).
+EXPORTER_SIGNAL = "difytrace.exporter.signal"  # traces, metrics
+EXPORTER_REASON = "difytrace.exporter.reason"  # queue_full, export_failed, shutdown
+
+EXPORTER_SPANS_EXPORTED = MetricSpec(
+    "difytrace.exporter.spans.exported",
+    "counter",
+    "{span}",
+    "Spans the exporter of this process handed over successfully.",
+    (),
+)
+EXPORTER_SPANS_DROPPED = MetricSpec(
+    "difytrace.exporter.spans.dropped",
+    "counter",
+    "{span}",
+    "Spans this process lost (batch queue full, export failed, shutdown), by reason.",
+    (EXPORTER_REASON,),
+)
+EXPORTER_EXPORT_FAILURES = MetricSpec(
+    "difytrace.exporter.export.failures",
+    "counter",
+    "{export}",
+    "Failed export calls, by signal and error type.",
+    (EXPORTER_SIGNAL, ERROR_TYPE),
+)
+EXPORTER_METRICS: tuple[MetricSpec, ...] = (
+    EXPORTER_SPANS_EXPORTED,
+    EXPORTER_SPANS_DROPPED,
+    EXPORTER_EXPORT_FAILURES,
+)
+
+# Produced by the collector (collector/*.yaml, `span_metrics` connector), not by this package:
+# kept apart from METRICS so code-side tests don't expect difytrace to emit them.
+SPAN_NAME = "span.name"
+SPAN_KIND = "span.kind"
+STATUS_CODE = "status.code"
+SERVICE_NAME = "service.name"
+SPAN_METRICS_CALLS = MetricSpec(
+    "traces.span.metrics.calls",
+    "counter",
+    "1",
+    "Spans seen by the agent collector before sampling (span_metrics connector).",
+    (SERVICE_NAME, SPAN_NAME, SPAN_KIND, STATUS_CODE),
+)
+SPAN_METRICS_DURATION = MetricSpec(
+    "traces.span.metrics.duration",
+    "histogram",
+    "s",
+    "Span durations seen by the agent collector before sampling (span_metrics connector).",
+    (SERVICE_NAME, SPAN_NAME, SPAN_KIND, STATUS_CODE),
+)
+COLLECTOR_METRICS: tuple[MetricSpec, ...] = (SPAN_METRICS_CALLS, SPAN_METRICS_DURATION)
+
 #: Every metric difytrace emits. Modules append their own specs here at import time is NOT
 #: allowed: add them to this tuple so the catalogue is complete without importing anything.
 METRICS: tuple[MetricSpec, ...] = (
@@ -119,6 +354,9 @@ METRICS: tuple[MetricSpec, ...] = (
     CELERY_TASK_DURATION,
     CELERY_QUEUE_WAIT_DURATION,
     CELERY_TASK_PUBLISHED,
+    *GENAI_METRICS,
+    *OPS_TRACE_METRICS,
+    *EXPORTER_METRICS,
 )
 
 #: Histogram bucket boundaries (seconds) for request-scale durations.
