@@ -27,6 +27,13 @@ def summarise(text: str) -> int:
 
 app = Flask(__name__)
 
+if os.environ.get("E2E_SPAN_AT_IMPORT") == "1":
+    # Under gunicorn --preload this runs in the master, before any fork.
+    from opentelemetry import trace
+
+    with trace.get_tracer("e2e").start_as_current_span("import e2e_app"):
+        pass
+
 
 @app.post("/apps/<app_id>/chat-messages")
 def chat(app_id: str) -> dict[str, str]:

@@ -188,3 +188,22 @@ def test_spans_are_flushed_at_sigterm(pool: str, tmp_path: Path) -> None:
             timeout=10,
         )
         assert len({s.trace_id for s in spans if s.kind != "INTERNAL"}) == 1
+
+
+def test_preload_master_hands_nothing_live_to_workers(tmp_path: Path) -> None:
+    """The master makes a span before forking; workers still export their own, cleanly."""
+    with OTLPReceiver() as receiver:
+        port = free_port()
+        api = _gunicorn(
+            receiver, tmp_path, port, "e2e-preload", "--preload", E2E_SPAN_AT_IMPORT="1"
+        )
+        for _ in range(4):
+            _post(port, "/apps/preload/chat-messages")
+        receiver.wait_for(
+            predicate=lambda spans: (
+                sum(s.kind == "SERVER" for s in spans) == 4
+                and any(s.name == "import e2e_app" for s in spans)
+            ),
+            timeout=20,
+        )
+        _assert_clean_exit(api)
