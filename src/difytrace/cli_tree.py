@@ -1,0 +1,143 @@
+"""Draws spans as one waterfall tree per trace in the terminal (rich)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from difytrace import semconv
+
+BAR_WIDTH = 24
+
+# Attribute → how it is shown on a span's line (label, format).
+_FACTS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    ((semconv.HTTP_RESPONSE_STATUS_CODE,), "status", "{}"),
+    (("gen_ai.request.model",), "model", "{}"),
+    (("gen_ai.usage.input_tokens",), "in", "{} tok"),
+    (("gen_ai.usage.output_tokens",), "out", "{} tok"),
+    (
+        ("difytrace.gen_ai.cost.usd", "gen_ai.usage.cost", "langfuse.observation.cost_details"),
+        "cost",
+        "${:.6f}",
+    ),
+    (("gen_ai.response.time_to_first_chunk", semconv.HTTP_TIME_TO_FIRST_BYTE), "TTFT", "{:.0f} ms"),
+    ((semconv.CELERY_QUEUE_WAIT,), "queue wait", "{:.0f} ms"),
+)
+_MS_FACTS = {"TTFT", "queue wait"}
+
+
+class SpanLike(Protocol):
+    """What the renderer reads from a span (``difytrace.testing.CapturedSpan`` fits)."""
+
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    kind: str
+    attributes: dict[str, Any]
+    status_code: str
+    status_description: str | None
+    start_time_ns: int
+    end_time_ns: int
+    resource: dict[str, Any]
+
+
+def group_traces(spans: Iterable[SpanLike]) -> dict[str, list[SpanLike]]:
+    """Spans by trace id, traces in order of their first start."""
+    traces: dict[str, list[SpanLike]] = defaultdict(list)
+    for span in sorted(spans, key=lambda s: s.start_time_ns):
+        traces[span.trace_id].append(span)
+    return dict(traces)
+
+
+def _facts(span: SpanLike) -> list[str]:
+    shown = []
+    for keys, label, fmt in _FACTS:
+        for key in keys:
+            value = span.attributes.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                scaled = value * 1000 if label in _MS_FACTS else value
+                shown.append(f"{label} {fmt.format(scaled)}")
+                break
+            if isinstance(value, str) and value and label not in _MS_FACTS and "{:" not in fmt:
+                shown.append(f"{label} {value}")
+                break
+    return shown
+
+
+def _bar(span: SpanLike, start: int, total: int) -> str:
+    offset = round((span.start_time_ns - start) / total * BAR_WIDTH)
+    width = max(1, round((span.end_time_ns - span.start_time_ns) / total * BAR_WIDTH))
+    offset = min(offset, BAR_WIDTH - 1)
+    width = min(width, BAR_WIDTH - offset)
+    return "·" * offset + "█" * width + "·" * (BAR_WIDTH - offset - width)
+
+
+def _ordered(spans: Sequence[SpanLike]) -> list[tuple[str, SpanLike]]:
+    """Depth-first order with tree guides (``├─``, ``└─``) as each row's prefix."""
+    ids = {s.span_id for s in spans}
+    children: dict[str | None, list[SpanLike]] = defaultdict(list)
+    for span in spans:
+        children[span.parent_span_id if span.parent_span_id in ids else None].append(span)
+    rows: list[tuple[str, SpanLike]] = []
+
+    def walk(parent: str | None, indent: str, top: bool) -> None:
+        kids = children.get(parent, [])
+        for index, child in enumerate(kids):
+            last = index == len(kids) - 1
+            guide = "" if top else indent + ("└─ " if last else "├─ ")
+            rows.append((guide, child))
+            walk(child.span_id, "" if top else indent + ("   " if last else "│  "), False)
+
+    walk(None, "", True)
+    return rows
+
+
+def trace_table(spans: Sequence[SpanLike]) -> Table:
+    """One trace as a waterfall: tree of span names, service, duration, bar and key facts."""
+    start = min(s.start_time_ns for s in spans)
+    total = max(1, max(s.end_time_ns for s in spans) - start)
+    table = Table(
+        title=Text(
+            f"trace {spans[0].trace_id} · {total / 1e6:.1f} ms · {len(spans)} spans",
+            style="bold yellow",
+        ),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("span", no_wrap=True)
+    table.add_column("service", style="magenta", no_wrap=True)
+    table.add_column("ms", justify="right", style="dim", no_wrap=True)
+    table.add_column("waterfall", style="cyan", no_wrap=True)
+    table.add_column("details", style="green")
+    for guide, span in _ordered(spans):
+        error = span.status_code == "ERROR"
+        name = Text(guide, style="dim")
+        name.append(span.name, style="bold red" if error else "bold")
+        details = Text(" · ".join([span.kind.lower(), *_facts(span)]))
+        if error:
+            details.append(f" ✗ {span.status_description or 'error'}", style="red")
+        table.add_row(
+            name,
+            str(span.resource.get("service.name", "")),
+            f"{(span.end_time_ns - span.start_time_ns) / 1e6:.1f}",
+            _bar(span, start, total),
+            details,
+        )
+    return table
+
+
+def draw(spans: Iterable[SpanLike], console: Console) -> int:
+    """Print every trace in ``spans`` as a tree; return how many traces were drawn."""
+    traces = group_traces(spans)
+    for trace_spans in traces.values():
+        console.print(trace_table(trace_spans))
+        console.print()
+    return len(traces)

@@ -1,0 +1,49 @@
+"""The demo's Flask API, shaped like Dify's: a chat endpoint streaming its answer over SSE and
+a workflow endpoint that hands the run to a Celery worker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask, Response, jsonify, request, stream_with_context
+from opentelemetry import context as otel_context
+
+from difytrace.demo import _manual, llm, tasks
+
+
+def create_app(model_base_url: str, *, manual_flask: bool, manual_celery: bool) -> Flask:
+    """The API app; ``manual_*`` add the demo's own spans where difytrace has no instrumentor."""
+    app = Flask("difytrace_demo")
+    if manual_flask:
+        _manual.install_flask_hooks(app)
+
+    @app.post("/v1/chat-messages")
+    def chat_messages() -> Response:
+        query = str((request.get_json(silent=True) or {}).get("query") or "hello")
+        # The body is generated after the view returns: keep the request's trace context.
+        request_context = otel_context.get_current()
+
+        def events() -> Iterator[str]:
+            token = otel_context.attach(request_context)
+            try:
+                for delta in llm.stream(model_base_url, query):
+                    yield "data: " + json.dumps({"event": "message", "answer": delta}) + "\n\n"
+                yield "data: " + json.dumps({"event": "message_end"}) + "\n\n"
+            finally:
+                otel_context.detach(token)
+
+        return Response(stream_with_context(events()), mimetype="text/event-stream")
+
+    @app.post("/v1/workflows/run")
+    def workflows_run() -> Any:
+        inputs = (request.get_json(silent=True) or {}).get("inputs") or {}
+        kwargs = {"inputs": inputs, "model_base_url": model_base_url}
+        if manual_celery:
+            result = _manual.publish(tasks.run_workflow, kwargs)
+        else:
+            result = tasks.run_workflow.apply_async(kwargs=kwargs)
+        return jsonify({"task_id": result.id, "status": "queued"}), 202
+
+    return app
