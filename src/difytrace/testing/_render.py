@@ -1,0 +1,105 @@
+"""Text drawings of span trees (actual and expected), for assertion messages."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from difytrace.testing._model import CapturedSpan
+
+if TYPE_CHECKING:
+    from difytrace.testing.tree import Repeat, S
+
+_MAX_VALUE = 40
+_DEFAULT_SHOWN = 3
+
+
+def children_index(spans: Sequence[CapturedSpan]) -> dict[str | None, list[CapturedSpan]]:
+    """``{parent span id: children by start time}``; roots (parent unknown) under ``None``."""
+    known = {s.span_id for s in spans}
+    index: dict[str | None, list[CapturedSpan]] = {}
+    for s in sorted(spans, key=lambda s: (s.start_time_ns, s.end_time_ns)):
+        parent = s.parent_span_id if s.parent_span_id in known else None
+        index.setdefault(parent, []).append(s)
+    return index
+
+
+def _value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_VALUE else text[: _MAX_VALUE - 1] + "…"
+
+
+def span_line(span: CapturedSpan, keys: Collection[str] = ()) -> str:
+    """``name [KIND] 1.2 ms ERROR {key=value, ...}`` — the keys asked for, else a few."""
+    shown = [k for k in keys if k in span.attributes] or list(span.attributes)[:_DEFAULT_SHOWN]
+    parts = [span.name, f"[{span.kind}]", f"{span.duration_s * 1000:.1f} ms"]
+    if span.status_code == "ERROR":
+        parts.append(f"ERROR({span.status_description or ''})")
+    if shown:
+        parts.append("{" + ", ".join(f"{k}={_value(span.attributes[k])}" for k in shown) + "}")
+    return " ".join(parts)
+
+
+def _tree_lines(
+    span: CapturedSpan,
+    index: dict[str | None, list[CapturedSpan]],
+    keys: Collection[str],
+    prefix: str,
+    out: list[str],
+) -> None:
+    kids = index.get(span.span_id, [])
+    for i, child in enumerate(kids):
+        last = i == len(kids) - 1
+        out.append(prefix + ("└── " if last else "├── ") + span_line(child, keys))
+        _tree_lines(child, index, keys, prefix + ("    " if last else "│   "), out)
+
+
+def render_spans(
+    spans: Iterable[CapturedSpan], keys: Collection[str] = (), indent: str = "  "
+) -> str:
+    """Every trace in ``spans`` drawn as a tree, one root per block."""
+    spans = list(spans)
+    index = children_index(spans)
+    out: list[str] = []
+    for root in index.get(None, []):
+        out.append(indent + span_line(root, keys))
+        _tree_lines(root, index, keys, indent, out)
+    return "\n".join(out)
+
+
+def render_expected(spec: S | Repeat, indent: str = "  ") -> str:
+    """The expected tree, drawn like the actual one."""
+    out: list[str] = []
+    _expected_lines(spec, indent, "", out)
+    return "\n".join(out)
+
+
+def _describe(spec: S | Repeat) -> str:
+    from difytrace.testing.tree import Repeat
+
+    if isinstance(spec, Repeat):
+        high = "∞" if spec.max is None else str(spec.max)
+        return f"<{spec.min}..{high} of> " + _describe(spec.spec)
+    name = spec.name if isinstance(spec.name, str) else f"/{spec.name.pattern}/"
+    parts = [name]
+    if spec.kind:
+        parts.append(f"[{spec.kind}]")
+    if spec.status:
+        parts.append(spec.status)
+    if spec.attrs:
+        parts.append("{" + ", ".join(f"{k}={_value(v)}" for k, v in spec.attrs.items()) + "}")
+    flags = [f for f, on in (("ordered", spec.ordered), ("exact", spec.exact)) if on]
+    if flags:
+        parts.append("(" + ", ".join(flags) + " children)")
+    return " ".join(parts)
+
+
+def _expected_lines(spec: S | Repeat, prefix: str, branch: str, out: list[str]) -> None:
+    from difytrace.testing.tree import Repeat
+
+    out.append(prefix + branch + _describe(spec))
+    node = spec.spec if isinstance(spec, Repeat) else spec
+    child_prefix = prefix + {"": "", "└── ": "    "}.get(branch, "│   ")
+    for i, child in enumerate(node.children):
+        last = i == len(node.children) - 1
+        _expected_lines(child, child_prefix, "└── " if last else "├── ", out)

@@ -1,0 +1,155 @@
+"""In-process capture: the global SDK providers the pytest plugin installs, and their reader.
+
+The tracer provider gets a ``SimpleSpanProcessor`` into a :class:`SpanCapture`; the meter
+provider reads with delta temporality so that :meth:`SpanCapture.clear` can start each test
+from zero. Both are set through the public ``set_*_provider`` functions, which work the same
+on opentelemetry 1.27 and 1.45 (set once per process); ``difytrace.configure()`` and
+``opentelemetry-instrument`` keep an SDK provider they find installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+
+from difytrace.testing import _metrics
+from difytrace.testing._model import (
+    CapturedSpan,
+    HistogramTotals,
+    MetricPoint,
+    from_readable_span,
+    points_from_metrics_data,
+)
+from difytrace.testing._store import SpanPredicate, SpanStore
+
+logger = logging.getLogger("difytrace")
+
+_DELTA: dict[type, AggregationTemporality] = {
+    kind: AggregationTemporality.DELTA
+    for kind in (
+        Counter,
+        UpDownCounter,
+        Histogram,
+        ObservableCounter,
+        ObservableUpDownCounter,
+        ObservableGauge,
+    )
+}
+
+
+class _Exporter(SpanExporter):
+    def __init__(self, store: SpanStore) -> None:
+        self._store = store
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self._store.add(from_readable_span(s) for s in spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+class SpanCapture:
+    """Finished spans and metric points of this process (the ``span_capture`` fixture)."""
+
+    def __init__(self) -> None:
+        self._store = SpanStore()
+        self.exporter: SpanExporter = _Exporter(self._store)
+        self.reader: InMemoryMetricReader | None = None
+        self._points: list[MetricPoint] = []
+        self._lock = threading.Lock()
+
+    def spans(self) -> list[CapturedSpan]:
+        """Finished spans, in the order they ended."""
+        return self._store.spans()
+
+    def wait_for(
+        self,
+        count: int | None = None,
+        name: str | None = None,
+        timeout: float = 10,
+        predicate: SpanPredicate | None = None,
+    ) -> list[CapturedSpan]:
+        """Wait for ``count`` (default 1) matching spans to end (other threads, greenlets)."""
+        return self._store.wait_for(count, name, timeout, predicate)
+
+    def _collect(self) -> list[MetricPoint]:
+        if self.reader is None:
+            raise RuntimeError(
+                "metrics are not captured: another SDK MeterProvider was "
+                "installed before the difytrace plugin"
+            )
+        with self._lock:
+            self._points.extend(points_from_metrics_data(self.reader.get_metrics_data()))
+            return list(self._points)
+
+    def metrics(self) -> dict[str, list[MetricPoint]]:
+        """``{name: one point per attribute set}`` recorded since the last :meth:`clear`."""
+        return _metrics.merge_points(self._collect())
+
+    def histogram(
+        self,
+        name: str,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> HistogramTotals:
+        """Count and sum of histogram ``name`` over points including ``attributes``."""
+        return _metrics.histogram_totals(self.metrics().get(name, []), attributes)
+
+    def clear(self) -> None:
+        """Forget the spans and metric points recorded so far."""
+        self._store.clear()
+        if self.reader is not None:
+            self._collect()
+        with self._lock:
+            self._points.clear()
+
+
+_INSTALLED: SpanCapture | None = None
+_INSTALL_LOCK = threading.Lock()
+
+
+def install_global_capture() -> SpanCapture:
+    """Install (once per process) the global providers feeding one :class:`SpanCapture`."""
+    global _INSTALLED  # noqa: PLW0603 - one capture per process, like the providers
+    with _INSTALL_LOCK:
+        if _INSTALLED is not None:
+            return _INSTALLED
+        capture = SpanCapture()
+        resource = Resource.create({"service.name": "pytest"})
+        current = trace.get_tracer_provider()
+        if isinstance(current, TracerProvider):
+            current.add_span_processor(SimpleSpanProcessor(capture.exporter))
+        else:
+            provider = TracerProvider(resource=resource, sampler=ParentBased(ALWAYS_ON))
+            provider.add_span_processor(SimpleSpanProcessor(capture.exporter))
+            trace.set_tracer_provider(provider)
+        if isinstance(metrics.get_meter_provider(), MeterProvider):
+            logger.warning(
+                "difytrace.testing: an SDK MeterProvider is already installed; "
+                "span_capture.metrics() is unavailable"
+            )
+        else:
+            capture.reader = InMemoryMetricReader(preferred_temporality=_DELTA)
+            metrics.set_meter_provider(
+                MeterProvider(resource=resource, metric_readers=[capture.reader])
+            )
+        _INSTALLED = capture
+        return capture
