@@ -1,0 +1,123 @@
+"""`difytrace demo`, run exactly as the README writes it, with Redis unreachable."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port bound but not listening: connecting to it is refused."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def demo_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    cwd = tmp_path_factory.mktemp("demo")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "DIFYTRACE_STRICT": "1",
+        "COLUMNS": "200",
+    }
+    try:
+        proc = subprocess.run(
+            [str(BIN / "difytrace"), "demo"],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        sock.close()
+    return proc, cwd / "difytrace-demo.otlp.json"
+
+
+def test_demo_exits_zero_on_the_embedded_broker(
+    demo_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    proc, _ = demo_run
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "REDIS_URL is set but its Redis does not answer" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_demo_draws_the_traces(demo_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    out = demo_run[0].stdout
+    for expected in (
+        "POST /v1/chat-messages",
+        "POST /v1/workflows/run",
+        "workflow research",
+        "node Each topic",
+        "chat gpt-4o-mini",
+        "TTFT",
+        "queue wait",
+        "tok",
+        "cost $",
+        "✗ search API returned 429",
+    ):
+        assert expected in out, expected
+    assert "difytrace-demo-worker" in out
+
+
+def _spans(document: dict) -> list[dict]:
+    return [
+        {
+            **span,
+            "service": next(
+                a["value"]["stringValue"]
+                for a in rs["resource"]["attributes"]
+                if a["key"] == "service.name"
+            ),
+        }
+        for rs in document["resourceSpans"]
+        for ss in rs["scopeSpans"]
+        for span in ss["spans"]
+    ]
+
+
+def test_demo_writes_the_flask_celery_llm_trace_as_otlp_json(
+    demo_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    proc, path = demo_run
+    assert str(path.name) in proc.stdout
+    spans = _spans(json.loads(path.read_text()))
+    by_id = {s["spanId"]: s for s in spans}
+    llm = next(
+        s
+        for s in spans
+        if s["name"].startswith("chat ") and s["service"] == "difytrace-demo-worker"
+    )
+    chain = [llm]
+    while chain[-1].get("parentSpanId"):
+        chain.append(by_id[chain[-1]["parentSpanId"]])
+    kinds = [(s["kind"], s["service"]) for s in reversed(chain)]
+    assert kinds[0] == (2, "difytrace-demo-api")  # SERVER: the Flask request
+    assert (4, "difytrace-demo-api") in kinds  # PRODUCER: the Celery publish
+    assert (5, "difytrace-demo-worker") in kinds  # CONSUMER: the task run, another process
+    assert len({s["traceId"] for s in chain}) == 1
+    assert all(len(s["traceId"]) == 32 and len(s["spanId"]) == 16 for s in spans)
+    attrs = {a["key"]: a["value"] for a in llm["attributes"]}
+    assert int(attrs["gen_ai.usage.input_tokens"]["intValue"]) > 0
