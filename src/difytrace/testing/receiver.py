@@ -68,7 +68,11 @@ class OTLPReceiver:
             self._server = ThreadingHTTPServer(self._address, _handler_for(self))
             self._server.daemon_threads = True
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name="difytrace-otlp-receiver", daemon=True
+                target=self._server.serve_forever,
+                # A short poll keeps stop() quick (it waits for the serving loop to notice).
+                kwargs={"poll_interval": 0.05},
+                name="difytrace-otlp-receiver",
+                daemon=True,
             )
             self._thread.start()
         return self

@@ -1,0 +1,145 @@
+"""assert_tree / find_tree on spans from the real SDK (the plugin's span_capture)."""
+
+from __future__ import annotations
+
+import re
+from unittest import mock
+
+import pytest
+from opentelemetry import trace
+
+from difytrace.testing import CapturedSpan, S, SpanCapture, assert_tree, find_tree
+
+tracer = trace.get_tracer("tests.tree")
+
+
+def _chat(*children: str, route: str = "/chat") -> None:
+    with tracer.start_as_current_span("POST /chat", attributes={"http.route": route}):
+        for name in children:
+            with tracer.start_as_current_span(name, attributes={"n": name}):
+                pass
+
+
+@pytest.fixture
+def spans(span_capture: SpanCapture) -> list[CapturedSpan]:
+    _chat("retrieve", "llm", "llm", "tool")
+    return span_capture.spans()
+
+
+def test_subset_of_attributes_and_children_in_any_order(spans: list[CapturedSpan]) -> None:
+    root = assert_tree(
+        spans, S("POST /chat", attrs={"http.route": "/chat"}, children=[S("tool"), S("retrieve")])
+    )
+    assert root.name == "POST /chat"
+
+
+def test_value_matchers(spans: list[CapturedSpan]) -> None:
+    assert_tree(
+        spans,
+        S(
+            re.compile("POST /.*"),
+            attrs={"http.route": re.compile("/c.at")},
+            children=[S("llm", attrs={"n": mock.ANY})],
+        ),
+    )
+    assert_tree(spans, S("POST /chat", attrs={"http.route": lambda v: v.startswith("/")}))
+    assert find_tree(spans, S("POST /chat", attrs={"http.route": lambda v: False})) is None
+
+
+def test_each_expected_child_needs_its_own_span(spans: list[CapturedSpan]) -> None:
+    assert_tree(spans, S("POST /chat", children=[S("llm"), S("llm")]))
+    assert find_tree(spans, S("POST /chat", children=[S("llm"), S("llm"), S("llm")])) is None
+
+
+def test_any_number_with_bounds(spans: list[CapturedSpan]) -> None:
+    assert_tree(spans, S("POST /chat", children=[S.any_number(S("llm"), min=2, max=2)]))
+    assert_tree(spans, S("POST /chat", children=[S.any_number(S("db"))]))
+    assert find_tree(spans, S("POST /chat", children=[S.any_number(S("llm"), min=3)])) is None
+    assert (
+        find_tree(spans, S("POST /chat", children=[S.any_number(S("llm"), max=1)]), exact=True)
+        is None
+    )
+
+
+def test_exact_rejects_unexpected_children(spans: list[CapturedSpan]) -> None:
+    complete = [S("retrieve"), S.any_number(S("llm"), min=1), S("tool")]
+    assert_tree(spans, S("POST /chat", children=complete, exact=True))
+    assert find_tree(spans, S("POST /chat", children=complete[:2], exact=True)) is None
+    assert find_tree(spans, S("POST /chat", children=complete[:2]), exact=True) is None
+    assert find_tree(spans, S("llm"), exact=True) is not None  # leaf: no children either way
+
+
+def test_ordered_follows_start_times(spans: list[CapturedSpan]) -> None:
+    assert_tree(spans, S("POST /chat", children=[S("retrieve"), S("tool")], ordered=True))
+    assert (
+        find_tree(spans, S("POST /chat", children=[S("tool"), S("retrieve")]), ordered=True) is None
+    )
+    in_order = [S("retrieve"), S.any_number(S("llm")), S("tool")]
+    assert_tree(spans, S("POST /chat", children=in_order, ordered=True, exact=True))
+    assert (
+        find_tree(
+            spans, S("POST /chat", children=[S("retrieve"), S("tool")], ordered=True, exact=True)
+        )
+        is None
+    )
+
+
+def test_matches_under_any_root_at_any_depth(span_capture: SpanCapture) -> None:
+    with tracer.start_as_current_span("celery.run"):
+        _chat("llm")
+    _chat("tool", route="/other")
+    spans = span_capture.spans()
+    assert_tree(spans, S("POST /chat", attrs={"http.route": "/chat"}, children=[S("llm")]))
+    assert_tree(spans, S("POST /chat", attrs={"http.route": "/other"}, children=[S("tool")]))
+    assert_tree(spans, S("celery.run", children=[S("POST /chat", children=[S("llm")])]))
+
+
+def test_kind_and_status(span_capture: SpanCapture) -> None:
+    with tracer.start_as_current_span("srv", kind=trace.SpanKind.SERVER) as span:
+        span.set_status(trace.Status(trace.StatusCode.ERROR, "x"))
+    spans = span_capture.spans()
+    assert_tree(spans, S("srv", kind="SERVER", status="ERROR"))
+    assert find_tree(spans, S("srv", kind="client")) is None
+
+
+def test_failure_message_draws_both_trees(spans: list[CapturedSpan]) -> None:
+    with pytest.raises(AssertionError) as info:
+        assert_tree(
+            spans,
+            S(
+                "POST /chat",
+                children=[S.any_number(S("llm"), min=3), S("tool", attrs={"n": "tool"})],
+            ),
+        )
+    text = str(info.value)
+    assert "'POST /chat': expected 3+ child(ren) like 'llm', found 2" in text
+    expected, actual = text.split("Actual (5 span(s)):")
+    assert "  POST /chat\n  ├── <3..∞ of> llm\n  └── tool {n='tool'}" in expected
+    assert re.search(
+        r"  POST /chat \[INTERNAL\] \d+\.\d ms {http.route='/chat'}\n  ├── retrieve \[INTERNAL\] "
+        r"\d+\.\d ms {n='retrieve'}\n",
+        actual,
+    )
+    assert "  └── tool [INTERNAL]" in actual
+
+
+def test_failure_messages_name_the_mismatch(spans: list[CapturedSpan]) -> None:
+    cases = {
+        S("GET /x"): "no span is named 'GET /x'",
+        S("POST /chat", attrs={"missing": 1}): "attribute 'missing' is missing",
+        S(
+            "POST /chat", children=[S("llm", attrs={"n": "other"})]
+        ): "'llm': attribute 'n' is 'llm', expected 'other'",
+        S("POST /chat", children=[S("db")]): "like 'db', found 0 among ['retrieve', 'llm'",
+        S(
+            "POST /chat", children=[S("tool"), S("retrieve")], ordered=True
+        ): "not together (order, counts, or extra children",
+    }
+    for spec, reason in cases.items():
+        with pytest.raises(AssertionError, match=re.escape(reason)):
+            assert_tree(spans, spec)
+
+
+def test_empty_input() -> None:
+    with pytest.raises(AssertionError, match=r"(?s)no span is named 'x'.*\(no spans\)"):
+        assert_tree([], S("x"))
