@@ -60,6 +60,69 @@ def _settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _receive(args: argparse.Namespace) -> int:
+    from difytrace import cli_receive
+
+    return cli_receive.serve(
+        host=args.host,
+        port=args.port,
+        json_path=Path(args.json) if args.json else None,
+        settle_s=args.settle,
+        max_traces=args.max_traces,
+        console=console(),
+    )
+
+
+def _add_receive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    receive = _parser(
+        "receive",
+        "Run a local OTLP/HTTP receiver and draw incoming traces as trees.",
+        "  difytrace receive                       # then OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318\n"
+        "  difytrace receive --port 0 --json traces.otlp.json\n"
+        "  difytrace receive --max-traces 1        # exit after the first trace\n",
+        sub,
+    )
+    receive.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
+    receive.add_argument(
+        "--port",
+        type=int,
+        default=4318,
+        help="port to listen on, 0 for any free one (default: %(default)s)",
+    )
+    receive.add_argument(
+        "--json", metavar="FILE", help="also write every span received to FILE as OTLP/JSON"
+    )
+    receive.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="draw a trace once no span arrived for it this long (default: 1)",
+    )
+    receive.add_argument(
+        "--max-traces",
+        type=int,
+        metavar="N",
+        help="exit after drawing N traces (default: run until Ctrl-C)",
+    )
+    receive.set_defaults(handler=_receive)
+
+
+def _add_ops_trace(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``worker`` and ``dlq`` commands, when the ops_trace package provides them."""
+    import importlib
+
+    try:
+        ops_cli = importlib.import_module("difytrace.ops_trace.cli")
+    except ImportError:
+        return
+    register = getattr(ops_cli, "register", None)
+    if callable(register):
+        register(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``difytrace`` command."""
     parser = argparse.ArgumentParser(
@@ -92,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--markdown", action="store_true", help="print the README's markdown table"
     )
     settings.set_defaults(handler=_settings)
+    _add_receive(sub)
+    _add_ops_trace(sub)
     return parser
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
 
 from rich import box
 from rich.console import Console
@@ -12,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from difytrace import semconv
+from difytrace.testing import CapturedSpan
 
 BAR_WIDTH = 24
 
@@ -32,20 +32,8 @@ _FACTS: tuple[tuple[tuple[str, ...], str, str], ...] = (
 _MS_FACTS = {"TTFT", "queue wait"}
 
 
-class SpanLike(Protocol):
-    """What the renderer reads from a span (``difytrace.testing.CapturedSpan`` fits)."""
-
-    name: str
-    trace_id: str
-    span_id: str
-    parent_span_id: str | None
-    kind: str
-    attributes: dict[str, Any]
-    status_code: str
-    status_description: str | None
-    start_time_ns: int
-    end_time_ns: int
-    resource: dict[str, Any]
+#: What the renderer draws: spans as the test kit and the OTLP receiver capture them.
+SpanLike = CapturedSpan
 
 
 def group_traces(spans: Iterable[SpanLike]) -> dict[str, list[SpanLike]]:

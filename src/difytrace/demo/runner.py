@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from difytrace import cli_otlp_json, cli_tree
+from difytrace.testing.receiver import OTLPReceiver
 
 WORKER_START_TIMEOUT_S = 30.0
 SPANS_TIMEOUT_S = 20.0
@@ -68,16 +69,6 @@ def _embedded(workdir: Path) -> Broker:
     folder = workdir / "broker"
     (folder / "control").mkdir(parents=True, exist_ok=True)
     return Broker("filesystem://", str(folder), f"embedded filesystem broker in {folder}")
-
-
-def _receiver() -> Any:
-    import importlib
-
-    try:
-        receiver_class = importlib.import_module("difytrace.testing").OTLPReceiver
-    except (ImportError, AttributeError):
-        from difytrace.demo._receiver import OTLPReceiver as receiver_class
-    return receiver_class()
 
 
 @contextmanager
@@ -203,7 +194,7 @@ def run(out: Path, console: Console, environ: dict[str, str]) -> int:
         broker = choose_broker(workdir, environ)
         os.environ["DIFYTRACE_DEMO_BROKER_URL"] = broker.url
         os.environ["DIFYTRACE_DEMO_BROKER_DIR"] = broker.folder or ""
-        with _receiver() as receiver:
+        with OTLPReceiver() as receiver:
             console.print(f"[bold]broker[/]: {broker.note}")
             console.print(f"[bold]OTLP receiver[/]: {receiver.endpoint}")
             spans = _exercise(receiver, broker, workdir, console)
@@ -214,7 +205,7 @@ def run(out: Path, console: Console, environ: dict[str, str]) -> int:
     return 0
 
 
-def _exercise(receiver: Any, broker: Broker, workdir: Path, console: Console) -> list[Any]:
+def _exercise(receiver: OTLPReceiver, broker: Broker, workdir: Path, console: Console) -> list[Any]:
     """Start the app and the worker, send the requests, return every span received."""
     import difytrace
     from difytrace.demo import app as demo_app
