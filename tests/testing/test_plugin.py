@@ -75,3 +75,39 @@ def test_opt_out_removes_the_fixtures(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_inprocess("-p", "no:difytrace", "-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'span_capture' not found*"])
+
+
+_XDIST = """
+import os
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+
+OUT = Path(os.environ["TK_OUT"])
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_worker(n, span_capture, otlp_receiver, otlp_receiver_session):
+    with trace.get_tracer("x").start_as_current_span(f"span-{n}"):
+        pass
+    assert [s.name for s in span_capture.spans()] == [f"span-{n}"]
+    worker = os.environ["PYTEST_XDIST_WORKER"]
+    (OUT / f"{worker}-{n}").write_text(otlp_receiver_session.endpoint)
+    assert os.environ["DIFYTRACE_STRICT"] == "1"
+"""
+
+
+def test_parallel_under_xdist(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = pytester.mkdir("out")
+    monkeypatch.setenv("TK_OUT", str(out))
+    pytester.makepyfile(test_sample=_XDIST)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+    endpoints: dict[str, set[str]] = {}
+    for path in out.iterdir():
+        endpoints.setdefault(path.name.split("-")[0], set()).add(path.read_text())
+    assert len(endpoints) == 2, endpoints
+    per_worker = [next(iter(e)) for e in endpoints.values()]
+    assert all(len(e) == 1 for e in endpoints.values())
+    assert per_worker[0] != per_worker[1]
