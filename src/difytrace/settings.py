@@ -410,6 +410,15 @@ def _signal_endpoint(var: str, value: str, signal: str) -> str:
     return value
 
 
+def _checked_override(setting: Setting, value: Any) -> Any:
+    """configure() keywords pass the same parser as the variables (numbers as their text)."""
+    if isinstance(value, str):
+        return setting.parse(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        setting.parse(str(value))
+    return value
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Resolve every setting from ``overrides`` (configure() keywords), then the environment.
 
@@ -430,14 +439,19 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     problems: list[str] = []
     for setting in SETTINGS:
         if overrides.get(setting.name) is not None:
-            values[setting.name] = overrides[setting.name]
+            try:
+                values[setting.name] = _checked_override(setting, overrides[setting.name])
+            except InvalidValue as exc:
+                shown = "****" if setting.secret else repr(overrides[setting.name])
+                problems.append(f"configure({setting.name}={shown}) is invalid: {exc}")
             sources[setting.name] = "configure()"
             continue
         values[setting.name] = setting.default
         sources[setting.name] = "default"
         for var in setting.env:
             raw = env.get(var)
-            if raw is None or (raw.strip() == "" and setting.parse is not parse_bool):
+            # The OTel spec: an empty value is interpreted as if the variable were unset.
+            if raw is None or raw.strip() == "":
                 continue
             try:
                 values[setting.name] = setting.parse(raw)
