@@ -1,0 +1,165 @@
+"""One LLM call as a record that providers fill, ended by stop or fail.
+
+Instrumentors (OpenAI SDK, litellm) and the manual API get an :class:`Invocation` from
+:meth:`~difytrace.instrumentation.llm.telemetry.Telemetry.start`, fill its fields from the
+request, the response or the stream chunks, and end it with :meth:`Invocation.stop` or
+:meth:`Invocation.fail`. Turning it into telemetry happens in one place only,
+:meth:`Telemetry.end`, so every path emits the same shape.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from difytrace.instrumentation.llm.usage import Usage
+
+if TYPE_CHECKING:
+    from difytrace.instrumentation.llm.telemetry import Telemetry
+
+#: Set in the context while an instrumented call runs: inner instrumentations (the OpenAI
+#: SDK called by litellm, or by a runtime wrapped in ``llm_call``) then pass through.
+IN_LLM_CALL = otel_context.create_key("difytrace-in-llm-call")
+_SUPPRESS = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+
+
+def suppressed() -> bool:
+    """Whether an enclosing LLM call (or OTel suppression) asks this one not to be traced."""
+    if otel_context.get_value(IN_LLM_CALL):
+        return True
+    return bool(_SUPPRESS is not None and otel_context.get_value(_SUPPRESS))
+
+
+class Invocation:
+    """The record of one call: request fields set at start, response fields before stop."""
+
+    __slots__ = (
+        "_ended",
+        "_start_ns",
+        "_telemetry",
+        "_token",
+        "cache_creation_tokens",
+        "cache_read_tokens",
+        "chunks",
+        "dimension_count",
+        "finish_reasons",
+        "first_chunk_ns",
+        "input_messages",
+        "input_tokens",
+        "operation",
+        "output_chars",
+        "output_messages",
+        "output_tokens",
+        "provider",
+        "reasoning_tokens",
+        "request_messages",
+        "request_model",
+        "response_id",
+        "response_model",
+        "response_status",
+        "server_address",
+        "server_port",
+        "service_tier",
+        "span",
+        "stream",
+        "system_fingerprint",
+        "usage_estimated",
+    )
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        span: trace.Span,
+        *,
+        operation: str,
+        provider: str,
+        request_model: str,
+        server_address: str | None,
+        server_port: int | None,
+        stream: bool,
+    ) -> None:
+        self._telemetry = telemetry
+        self.span = span
+        self._start_ns = time.monotonic_ns()
+        self._ended = False
+        self._token: object | None = None
+        self.operation = operation
+        self.provider = provider
+        self.request_model = request_model
+        self.server_address = server_address
+        self.server_port = server_port
+        self.stream = stream
+        self.request_messages: Any = None
+        self.input_messages: list[dict[str, Any]] | None = None
+        self.output_messages: list[dict[str, Any]] | None = None
+        self.response_id: str | None = None
+        self.response_model: str | None = None
+        self.response_status: str | None = None
+        self.finish_reasons: list[str] | None = None
+        self.service_tier: str | None = None
+        self.system_fingerprint: str | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cache_read_tokens: int | None = None
+        self.cache_creation_tokens: int | None = None
+        self.reasoning_tokens: int | None = None
+        self.usage_estimated = False
+        self.dimension_count: int | None = None
+        self.first_chunk_ns: int | None = None
+        self.chunks = 0
+        self.output_chars = 0
+
+    @property
+    def capture_content(self) -> bool:
+        """Whether message content may be recorded (off unless the setting enables it)."""
+        return self._telemetry.capture_content
+
+    def attach(self) -> None:
+        """Make the span current (and inner LLM instrumentation silent) until :meth:`detach`."""
+        ctx = trace.set_span_in_context(self.span)
+        self._token = otel_context.attach(otel_context.set_value(IN_LLM_CALL, True, ctx))
+
+    def detach(self) -> None:
+        """Undo :meth:`attach`."""
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+
+    def set_usage(self, usage: Usage | None) -> None:
+        """Copy token counts from a provider usage (a later report replaces an earlier one)."""
+        if usage is None:
+            return
+        self.input_tokens = usage.input_tokens
+        self.output_tokens = usage.output_tokens
+        self.cache_read_tokens = usage.cache_read_tokens
+        self.cache_creation_tokens = usage.cache_creation_tokens
+        self.reasoning_tokens = usage.reasoning_tokens
+        self.usage_estimated = usage.estimated
+
+    def mark_chunk(self, text: str | None = None) -> None:
+        """Count one streamed chunk; the first one sets time to first chunk."""
+        if self.first_chunk_ns is None:
+            self.first_chunk_ns = time.monotonic_ns()
+        self.chunks += 1
+        if text:
+            self.output_chars += len(text)
+
+    def stop(self) -> None:
+        """End successfully (idempotent)."""
+        if not self._ended:
+            self._ended = True
+            self._telemetry.end(self, None)
+
+    def fail(self, exc: BaseException) -> None:
+        """End with ``exc`` as the error (idempotent)."""
+        if not self._ended:
+            self._ended = True
+            self._telemetry.end(self, exc)
+
+    @property
+    def ended(self) -> bool:
+        """Whether stop or fail has run."""
+        return self._ended

@@ -1,0 +1,241 @@
+"""The manual API, for model runtimes no instrumentor knows (Dify's model runtime, local models).
+
+As a context manager::
+
+    with llm_call(provider="openai", model="gpt-4o", messages=prompt) as call:
+        for chunk in runtime.stream(prompt):
+            call.chunk(chunk.text)
+        call.usage(input_tokens=120, output_tokens=48, cache_read_tokens=100)
+        call.response(model="gpt-4o-2024-08-06", finish_reason="stop", text=full_text)
+
+or as a decorator (one span per call of the function)::
+
+    @llm_call(provider="dify", model="qwen-max")
+    def invoke(prompt): ...
+
+An exception leaving the block marks the span as failed and propagates untouched. Without a
+usage report, tokens are estimated offline from messages and streamed text and flagged as an
+estimate. Inside the block, instrumented SDK calls (OpenAI, litellm) pass through: one span.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+from difytrace import semconv_genai as g
+from difytrace._guard import internal_errors
+from difytrace.instrumentation.llm.chat import input_messages
+from difytrace.instrumentation.llm.invocation import Invocation
+from difytrace.instrumentation.llm.telemetry import Telemetry
+from difytrace.instrumentation.llm.usage import Usage
+
+F = TypeVar("F", bound=Callable[..., Any])
+_TELEMETRY: list[Telemetry] = []
+
+
+def _telemetry() -> Telemetry:
+    if not _TELEMETRY:
+        from difytrace.instrumentation.llm import build_telemetry
+
+        _TELEMETRY.append(build_telemetry({}, library="manual"))
+    return _TELEMETRY[0]
+
+
+def reset_telemetry(telemetry: Telemetry | None = None) -> None:
+    """Use ``telemetry`` (or rebuild from the settings on next use); for tests and configure."""
+    _TELEMETRY.clear()
+    if telemetry is not None:
+        _TELEMETRY.append(telemetry)
+
+
+@dataclass(frozen=True)
+class _Options:
+    provider: str
+    model: str
+    operation: str
+    messages: Sequence[Any] | str | None
+    stream: bool
+    server_address: str | None
+    server_port: int | None
+    params: dict[str, Any]
+
+
+_CURRENT: contextvars.ContextVar[LLMCall | None] = contextvars.ContextVar(
+    "difytrace_llm_call", default=None
+)
+
+
+def current_llm_call() -> LLMCall | None:
+    """The innermost open :class:`LLMCall` (e.g. inside a decorated function), or None."""
+    return _CURRENT.get()
+
+
+class LLMCall:
+    """One manually reported LLM call; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        model: str,
+        operation: str = g.OP_CHAT,
+        messages: Sequence[Any] | str | None = None,
+        stream: bool = False,
+        server_address: str | None = None,
+        server_port: int | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+    ) -> None:
+        params = {
+            g.REQUEST_TEMPERATURE: temperature,
+            g.REQUEST_MAX_TOKENS: max_tokens,
+            g.REQUEST_TOP_P: top_p,
+        }
+        self._options = _Options(
+            provider, model, operation, messages, stream, server_address, server_port, params
+        )
+        self._inv: Invocation | None = None
+        self._text: list[str] = []
+        self._token: contextvars.Token[LLMCall | None] | None = None
+
+    def __enter__(self) -> LLMCall:
+        with internal_errors("llm_call.start"):
+            o = self._options
+            telemetry = _telemetry()
+            inv = telemetry.start(
+                operation=o.operation,
+                provider=o.provider,
+                request_model=o.model,
+                server_address=o.server_address,
+                server_port=o.server_port,
+                stream=o.stream,
+                params=o.params,
+            )
+            inv.request_messages = o.messages
+            if telemetry.capture_content:
+                inv.input_messages = input_messages(o.messages)
+            inv.attach()
+            self._inv = inv
+        self._token = _CURRENT.set(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            _CURRENT.reset(self._token)
+            self._token = None
+        inv, self._inv = self._inv, None
+        if inv is None:
+            return
+        inv.detach()
+        with internal_errors("llm_call.end"):
+            if inv.capture_content and self._text and inv.output_messages is None:
+                inv.output_messages = [
+                    {
+                        "role": "assistant",
+                        "finish_reason": "stop",
+                        "parts": [{"type": "text", "content": "".join(self._text)}],
+                    }
+                ]
+        if exc is not None:
+            inv.fail(exc)
+        else:
+            inv.stop()
+
+    def chunk(self, text: str | None = None) -> None:
+        """Report one streamed chunk (the first sets time to first chunk)."""
+        inv = self._inv
+        if inv is None:
+            return
+        inv.stream = True
+        inv.mark_chunk(text)
+        if text and inv.capture_content:
+            self._text.append(text)
+
+    def usage(
+        self,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cache_read_tokens: int | None = None,
+        cache_creation_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+    ) -> None:
+        """Report token usage as the provider counted it (input includes cached tokens)."""
+        if self._inv is not None:
+            self._inv.set_usage(
+                Usage(
+                    input_tokens,
+                    output_tokens,
+                    cache_read_tokens,
+                    cache_creation_tokens,
+                    reasoning_tokens,
+                )
+            )
+
+    def response(
+        self,
+        *,
+        model: str | None = None,
+        response_id: str | None = None,
+        finish_reason: str | None = None,
+        text: str | None = None,
+    ) -> None:
+        """Report response fields; ``text`` is recorded only when content capture is on."""
+        inv = self._inv
+        if inv is None:
+            return
+        inv.response_model = model or inv.response_model
+        inv.response_id = response_id or inv.response_id
+        if finish_reason:
+            inv.finish_reasons = [finish_reason]
+        if text is not None:
+            if not inv.chunks:
+                inv.output_chars = len(text)
+            if inv.capture_content:
+                inv.output_messages = [
+                    {
+                        "role": "assistant",
+                        "finish_reason": finish_reason or "",
+                        "parts": [{"type": "text", "content": text}],
+                    }
+                ]
+
+    def __call__(self, func: F) -> F:
+        """Decorate ``func``: each call runs in a fresh :class:`LLMCall` with these options."""
+        options = self._options
+
+        def fresh() -> LLMCall:
+            call = LLMCall(provider=options.provider, model=options.model)
+            call._options = options
+            return call
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with fresh():
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with fresh():
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+llm_call = LLMCall

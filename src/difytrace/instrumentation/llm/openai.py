@@ -1,0 +1,194 @@
+"""OpenAI Python SDK: chat completions, the responses API and embeddings, sync and async,
+streaming or not, as GenAI spans and metrics.
+
+Replaces the contrib ``openai-v2`` / ``genai-openai`` instrumentors rather than wrapping them:
+their per-call cost is several times difytrace's budget, and neither adds cost, rollup or the
+Langfuse/LangSmith mapping. The SDK's resource methods are wrapped with ``wrapt`` and unwrapped
+symmetrically. Inside an enclosing LLM call (litellm, ``llm_call``) the wrappers pass through,
+so one call gives one span.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection
+from typing import Any
+
+import wrapt
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+
+from difytrace import semconv_genai as g
+from difytrace._guard import internal_errors
+from difytrace.instrumentation.llm import build_telemetry
+from difytrace.instrumentation.llm.chat import (
+    ChatStreamAccumulator,
+    input_messages,
+    read_chat_response,
+    request_params,
+)
+from difytrace.instrumentation.llm.invocation import Invocation, suppressed
+from difytrace.instrumentation.llm.responses import (
+    ResponsesStreamAccumulator,
+    read_embeddings_response,
+    read_responses_response,
+)
+from difytrace.instrumentation.llm.streams import AsyncStreamProxy, SyncStreamProxy
+from difytrace.instrumentation.llm.telemetry import Telemetry
+
+_TARGETS = (
+    ("openai.resources.chat.completions", "Completions", "chat", False),
+    ("openai.resources.chat.completions", "AsyncCompletions", "chat", True),
+    ("openai.resources.responses", "Responses", "responses", False),
+    ("openai.resources.responses", "AsyncResponses", "responses", True),
+    ("openai.resources.embeddings", "Embeddings", "embeddings", False),
+    ("openai.resources.embeddings", "AsyncEmbeddings", "embeddings", True),
+)
+
+
+def server_of(instance: Any) -> tuple[str | None, int | None]:
+    """Host and port of the client behind an SDK resource."""
+    url = getattr(getattr(instance, "_client", None), "base_url", None)
+    if url is None:
+        return None, None
+    host = url.host or None
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return host, port
+
+
+def _provider(host: str | None) -> str:
+    if host and host.endswith(".openai.azure.com"):
+        return "azure.ai.openai"
+    return "openai"
+
+
+def _start(telemetry: Telemetry, kind: str, instance: Any, kwargs: dict[str, Any]) -> Invocation:
+    host, port = server_of(instance)
+    params = request_params(kwargs)
+    stream = kwargs.get("stream") is True
+    if kind == "embeddings":
+        fmt = kwargs.get("encoding_format")
+        if isinstance(fmt, str):
+            params[g.REQUEST_ENCODING_FORMATS] = (fmt,)
+    capture = telemetry.capture_content
+    if capture:
+        _content_params(kind, kwargs, params)
+    inv = telemetry.start(
+        operation=g.OP_EMBEDDINGS if kind == "embeddings" else g.OP_CHAT,
+        provider=_provider(host),
+        request_model=str(kwargs.get("model") or ""),
+        server_address=host,
+        server_port=port,
+        stream=stream,
+        params=params,
+    )
+    inv.request_messages = kwargs.get("messages") if kind == "chat" else kwargs.get("input")
+    if capture and kind != "embeddings":
+        inv.input_messages = input_messages(inv.request_messages)
+    return inv
+
+
+def _content_params(kind: str, kwargs: dict[str, Any], params: dict[str, Any]) -> None:
+    tools = kwargs.get("tools")
+    if isinstance(tools, list | tuple) and tools:
+        params[g.TOOL_DEFINITIONS] = json.dumps(tools, default=str, ensure_ascii=False)
+    instructions = kwargs.get("instructions")
+    if kind == "responses" and isinstance(instructions, str):
+        params[g.SYSTEM_INSTRUCTIONS] = json.dumps(
+            [{"type": "text", "content": instructions}], ensure_ascii=False
+        )
+
+
+def _finish(inv: Invocation, kind: str, result: Any) -> Any:
+    """Read a non-streamed result and stop, or wrap a stream (its end stops the span)."""
+    cls = type(result).__name__
+    if cls == "Stream":
+        return SyncStreamProxy(result, inv, _accumulator(kind))
+    if cls == "AsyncStream":
+        return AsyncStreamProxy(result, inv, _accumulator(kind))
+    with internal_errors("openai.response"):
+        parsed = result
+        if hasattr(result, "parse") and cls in ("LegacyAPIResponse", "APIResponse"):
+            parsed = result.parse() if not inv.stream else None  # raw streams: no fields
+        if parsed is not None:
+            _READERS[kind](inv, parsed)
+    inv.stop()
+    return result
+
+
+def _accumulator(kind: str) -> Any:
+    return ResponsesStreamAccumulator() if kind == "responses" else ChatStreamAccumulator()
+
+
+_READERS: dict[str, Callable[[Invocation, Any], None]] = {
+    "chat": read_chat_response,
+    "responses": read_responses_response,
+    "embeddings": read_embeddings_response,
+}
+
+
+def _sync_wrapper(telemetry: Telemetry, kind: str) -> Callable[..., Any]:
+    def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if suppressed():
+            return wrapped(*args, **kwargs)
+        inv = None
+        with internal_errors("openai.start"):
+            inv = _start(telemetry, kind, instance, kwargs)
+        if inv is None:
+            return wrapped(*args, **kwargs)
+        inv.attach()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:  # gevent.Timeout is a BaseException: still end the span
+            inv.detach()
+            inv.fail(exc)
+            raise
+        inv.detach()
+        return _finish(inv, kind, result)
+
+    return wrapper
+
+
+def _async_wrapper(telemetry: Telemetry, kind: str) -> Callable[..., Any]:
+    async def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if suppressed():
+            return await wrapped(*args, **kwargs)
+        inv = None
+        with internal_errors("openai.start"):
+            inv = _start(telemetry, kind, instance, kwargs)
+        if inv is None:
+            return await wrapped(*args, **kwargs)
+        inv.attach()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            inv.detach()
+            inv.fail(exc)
+            raise
+        inv.detach()
+        return _finish(inv, kind, result)
+
+    return wrapper
+
+
+class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """GenAI spans and metrics for the OpenAI Python SDK (``openai>=1.0``)."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("openai >= 1.0",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        telemetry = build_telemetry(kwargs, library="openai")
+        for module, cls, kind, is_async in _TARGETS:
+            factory = _async_wrapper if is_async else _sync_wrapper
+            wrapt.wrap_function_wrapper(module, f"{cls}.create", factory(telemetry, kind))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        import importlib
+
+        for module, cls, _, _ in _TARGETS:
+            unwrap(getattr(importlib.import_module(module), cls), "create")

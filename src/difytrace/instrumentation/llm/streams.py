@@ -1,0 +1,140 @@
+"""Stream proxies: the span of a streamed call ends exactly once, however the stream ends.
+
+A proxy stands in for the provider's stream object (everything else is forwarded) and ends the
+invocation when the stream is exhausted, raises, is closed (``close()``, ``aclose()``, leaving
+``with``/``async with``), or is abandoned: garbage-collected before any of those. Each chunk
+goes to an *accumulator* that fills the invocation (first chunk time, usage chunk, finish
+reasons, output text when content capture is on).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import wrapt
+
+from difytrace._guard import internal_errors
+from difytrace.instrumentation.llm.invocation import Invocation
+
+
+class Accumulator(Protocol):
+    """Reads chunks of one provider's stream into an :class:`Invocation`."""
+
+    def chunk(self, inv: Invocation, chunk: Any) -> None:
+        """Account for one chunk."""
+
+    def finish(self, inv: Invocation) -> None:
+        """Complete the invocation's response fields before it ends."""
+
+
+def _end(inv: Invocation, acc: Accumulator, exc: BaseException | None) -> None:
+    if inv.ended:
+        return
+    with internal_errors("llm.stream.finish"):
+        acc.finish(inv)
+    if exc is None:
+        inv.stop()
+    else:
+        inv.fail(exc)
+
+
+class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
+    """Proxy of a synchronous stream (iterator, context manager, ``close()``)."""
+
+    def __init__(self, wrapped: Any, inv: Invocation, acc: Accumulator) -> None:
+        super().__init__(wrapped)
+        self._self_inv = inv
+        self._self_acc = acc
+
+    def __iter__(self) -> SyncStreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            chunk = self.__wrapped__.__next__()
+        except StopIteration:
+            _end(self._self_inv, self._self_acc, None)
+            raise
+        except Exception as exc:
+            _end(self._self_inv, self._self_acc, exc)
+            raise
+        with internal_errors("llm.stream.chunk"):
+            self._self_acc.chunk(self._self_inv, chunk)
+        return chunk
+
+    def __enter__(self) -> SyncStreamProxy:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            _end(self._self_inv, self._self_acc, exc_info[1])
+
+    def close(self) -> None:
+        """Close the underlying stream and end the span with what was received."""
+        try:
+            self.__wrapped__.close()
+        finally:
+            _end(self._self_inv, self._self_acc, None)
+
+    def __del__(self) -> None:
+        inv = getattr(self, "_self_inv", None)
+        if inv is not None and not inv.ended:
+            _end(inv, self._self_acc, None)
+
+
+class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
+    """Proxy of an asynchronous stream (async iterator, async context manager, close)."""
+
+    def __init__(self, wrapped: Any, inv: Invocation, acc: Accumulator) -> None:
+        super().__init__(wrapped)
+        self._self_inv = inv
+        self._self_acc = acc
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            _end(self._self_inv, self._self_acc, None)
+            raise
+        except Exception as exc:
+            _end(self._self_inv, self._self_acc, exc)
+            raise
+        with internal_errors("llm.stream.chunk"):
+            self._self_acc.chunk(self._self_inv, chunk)
+        return chunk
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        finally:
+            _end(self._self_inv, self._self_acc, exc_info[1])
+
+    async def close(self) -> None:
+        """Close the underlying stream (OpenAI's ``AsyncStream.close``) and end the span."""
+        try:
+            await self.__wrapped__.close()
+        finally:
+            _end(self._self_inv, self._self_acc, None)
+
+    async def aclose(self) -> None:
+        """``aclose()`` of async generators and of streams that offer it."""
+        try:
+            closer = getattr(self.__wrapped__, "aclose", None) or self.__wrapped__.close
+            await closer()
+        finally:
+            _end(self._self_inv, self._self_acc, None)
+
+    def __del__(self) -> None:
+        inv = getattr(self, "_self_inv", None)
+        if inv is not None and not inv.ended:
+            _end(inv, self._self_acc, None)

@@ -1,0 +1,360 @@
+"""Secret/PII redaction and JSON-preserving truncation, applied to every span at export.
+
+:class:`Scrubber` rewrites one attribute value at a time: secrets (API keys, bearer and basic
+credentials, passwords in URLs, JWTs, values of secret-named keys) always, PII patterns when
+configured, then truncation to a byte budget per attribute and per span. A JSON value stays
+valid JSON after truncation (long strings are shortened, long lists cut, with markers).
+Failing safe: an error while scrubbing one value drops that value, never the span or batch.
+
+:class:`ScrubbingSpanExporter` wraps the real exporter, so the host's threads never pay for it
+and every span of every instrumentation goes through it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import Status
+
+logger = logging.getLogger("difytrace")
+
+REDACTED = "[REDACTED]"
+TRUNCATED = "…[truncated]"
+
+# Each pattern: (regex, replacement). Group-preserving replacements keep the key visible.
+_SECRET_PATTERNS: tuple[tuple[str, str], ...] = (
+    # scheme://user:password@host → keep the user, drop the password
+    (r"(?P<k>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@\"'\\]*:)[^\s@/\"'\\]+(?=@)", r"\g<k>" + REDACTED),
+    (r"(?i)(?P<k>\b(?:bearer|basic|token)\s+)[A-Za-z0-9._~+/\-]{8,}=*", r"\g<k>" + REDACTED),
+    (
+        r"(?<![A-Za-z0-9])(?:sk|pk|rk)-[A-Za-z0-9_\-]{16,}",
+        REDACTED,
+    ),  # OpenAI, Anthropic, Langfuse, ...
+    (r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}", REDACTED),  # JWT
+    (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", REDACTED),  # AWS access key id
+    (r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", REDACTED),  # GitHub
+    (r"\bxox[abprs]-[A-Za-z0-9\-]{10,}", REDACTED),  # Slack
+    (r"\bAIza[0-9A-Za-z_\-]{35}\b", REDACTED),  # Google API key
+    (r"\blsv2_[a-z]{2}_[A-Za-z0-9_]{20,}", REDACTED),  # LangSmith
+    # key=value / "key": "value" for secret-looking keys
+    (
+        r"(?i)(?P<k>\b(?:api[_-]?key|apikey|secret|password|passwd|pwd|access[_-]?token|"
+        r"auth[_-]?token|client[_-]?secret|authorization|x-api-key)[\"']?\s*[:=]\s*[\"']?)"
+        r"(?!\[REDACTED\])[^\s\"'&,;}{]+",
+        r"\g<k>" + REDACTED,
+    ),
+)
+
+#: Built-in PII patterns, enabled by name (``DIFYTRACE_PII_PATTERNS``).
+PII_PATTERNS: dict[str, tuple[str, str]] = {
+    "email": (r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b", "[EMAIL]"),
+    "credit_card": (r"\b(?:\d[ \-]?){12,18}\d\b", "[CARD]"),
+    "phone": (
+        r"(?<![\w.])\+?\d{1,3}[ .\-]?\(?\d{2,4}\)?[ .\-]?\d{3,4}[ .\-]?\d{3,4}(?![\w.])",
+        "[PHONE]",
+    ),
+    "ipv4": (r"\b(?:\d{1,3}\.){3}\d{1,3}\b", "[IP]"),
+}
+
+_SECRET_KEY = re.compile(
+    r"(?i)(?:^|[._\-])(?:authorization|api[_-]?key|password|passwd|secret|cookie|set-cookie|"
+    r"x-api-key|access[_-]?token|client[_-]?secret)$"
+)
+#: Keys whose values are enumerations or ids written by difytrace itself: never rewritten.
+_SAFE_KEYS = frozenset(
+    {
+        "gen_ai.operation.name",
+        "gen_ai.provider.name",
+        "langfuse.observation.type",
+        "langsmith.span.kind",
+        "difytrace.gen_ai.library",
+        "error.type",
+        "server.address",
+    }
+)
+_MEMO_MAX = 4096
+_MEMO_LEN = 96
+
+
+class Scrubber:
+    """Rewrites attribute values: secrets, PII, byte budgets. Thread-safe (no shared writes
+    except a bounded memo of short values)."""
+
+    def __init__(
+        self,
+        *,
+        pii: Iterable[str] = (),
+        extra_pattern: str = "",
+        max_attribute_bytes: int = 16_384,
+        max_span_bytes: int = 131_072,
+    ) -> None:
+        rules = list(_SECRET_PATTERNS)
+        rules += [PII_PATTERNS[name] for name in pii if name in PII_PATTERNS]
+        if extra_pattern:
+            rules.append((extra_pattern, REDACTED))
+        self._rules = [(re.compile(p), r) for p, r in rules]
+        card = PII_PATTERNS["credit_card"][0]
+        self._luhn_rules = {i for i, (p, _) in enumerate(rules) if p == card}
+        self._any = re.compile("|".join(f"(?:{p})" for p, _ in rules))
+        self.max_attribute_bytes = max_attribute_bytes
+        self.max_span_bytes = max_span_bytes
+        self._memo: dict[str, str] = {}
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret and configured PII pattern replaced."""
+        if len(text) <= _MEMO_LEN:
+            hit = self._memo.get(text)
+            if hit is not None:
+                return hit
+        result = self._redact(text) if self._any.search(text) else text
+        if len(text) <= _MEMO_LEN:
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo.clear()
+            self._memo[text] = result
+        return result
+
+    def _redact(self, text: str) -> str:
+        for i, (rx, repl) in enumerate(self._rules):
+            if i in self._luhn_rules:
+                text = rx.sub(_luhn_replacer(repl), text)
+            else:
+                text = rx.sub(repl, text)
+        return text
+
+    def value(self, key: str, value: Any, budget: int | None = None) -> Any:
+        """One attribute value scrubbed and truncated (strings, and strings inside lists)."""
+        if key in _SAFE_KEYS:
+            return value
+        limit = self.max_attribute_bytes if budget is None else budget
+        if isinstance(value, str):
+            if _SECRET_KEY.search(key):
+                return REDACTED
+            return truncate(self.redact(value), limit)
+        if isinstance(value, tuple | list) and value and isinstance(value[0], str):
+            if _SECRET_KEY.search(key):
+                return tuple(REDACTED for _ in value)
+            share = max(limit // len(value), 64)
+            return tuple(truncate(self.redact(v), share) for v in value)
+        return value
+
+    def attributes(self, attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Scrubbed copy of ``attrs``, or None when nothing changed. Per attribute: an error
+        drops that attribute only."""
+        out: dict[str, Any] = {}
+        changed = False
+        budgets = _span_budgets(attrs, self.max_attribute_bytes, self.max_span_bytes)
+        for key, value in attrs.items():
+            try:
+                new = self.value(key, value, budgets.get(key))
+            except Exception:  # fail safe: drop the value, keep the rest of the span
+                logger.debug("difytrace scrubber dropped attribute %s", key, exc_info=True)
+                changed = True
+                continue
+            if new is not value:
+                changed = True
+            out[key] = new
+        return out if changed else None
+
+
+def _luhn_replacer(repl: str) -> Callable[[re.Match[str]], str]:
+    def replace(match: re.Match[str]) -> str:
+        digits = [int(c) for c in match.group(0) if c.isdigit()]
+        total = 0
+        for i, d in enumerate(reversed(digits)):
+            total += d if i % 2 == 0 else (d * 2 - 9 if d > 4 else d * 2)
+        return repl if total % 10 == 0 else match.group(0)
+
+    return replace
+
+
+def _span_budgets(attrs: Mapping[str, Any], per_attr: int, per_span: int) -> dict[str, int]:
+    """Water-filling: when string attributes together exceed ``per_span`` bytes, the largest
+    share the remainder equally."""
+    sizes = {
+        k: len(v) * 4 if len(v) * 4 <= per_attr else len(v.encode())
+        for k, v in attrs.items()
+        if isinstance(v, str)
+    }
+    if sum(min(s, per_attr) for s in sizes.values()) <= per_span:
+        return {}
+    budgets: dict[str, int] = {}
+    remaining, left = per_span, len(sizes)
+    for key, size in sorted(sizes.items(), key=lambda kv: kv[1]):
+        share = max(remaining // left, 64)
+        budgets[key] = min(size, per_attr, share)
+        remaining -= budgets[key]
+        left -= 1
+    return budgets
+
+
+def truncate(text: str, budget: int) -> str:
+    """``text`` cut to at most ``budget`` UTF-8 bytes; JSON documents stay valid JSON."""
+    if len(text) * 4 <= budget:  # fast path: cannot be over budget
+        return text
+    size = len(text.encode())
+    if size <= budget:
+        return text
+    if text[:1] in "[{":
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            pass
+        else:
+            return _truncate_json(doc, budget)
+    return _cut(text, budget)
+
+
+def _cut(text: str, budget: int) -> str:
+    room = max(budget - len(TRUNCATED.encode()), 0)
+    return text.encode()[:room].decode("utf-8", "ignore") + TRUNCATED
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+def _cap_strings(doc: Any, cap: int) -> Any:
+    if isinstance(doc, str):
+        return doc if len(doc) <= cap else doc[:cap] + TRUNCATED
+    if isinstance(doc, list):
+        return [_cap_strings(v, cap) for v in doc]
+    if isinstance(doc, dict):
+        return {k: _cap_strings(v, cap) for k, v in doc.items()}
+    return doc
+
+
+def _truncate_json(doc: Any, budget: int) -> str:
+    lo, hi, best = 0, _longest_string(doc), None
+    while lo <= hi:  # the largest per-string cap that fits
+        mid = (lo + hi) // 2
+        text = _dumps(_cap_strings(doc, mid))
+        if len(text.encode()) <= budget:
+            best, lo = text, mid + 1
+        else:
+            hi = mid - 1
+    if best is not None:
+        return best
+    capped = _cap_strings(doc, 16)
+    if isinstance(capped, list):
+        while capped:
+            capped = capped[: len(capped) // 2]
+            text = _dumps([*capped, TRUNCATED])
+            if len(text.encode()) <= budget:
+                return text
+    if isinstance(capped, dict):
+        items = list(capped.items())
+        while items:
+            items = items[: len(items) // 2]
+            text = _dumps({**dict(items), "_truncated": True})
+            if len(text.encode()) <= budget:
+                return text
+    return "[]" if isinstance(doc, list) else "{}" if budget >= 2 else ""
+
+
+def _longest_string(doc: Any) -> int:
+    if isinstance(doc, str):
+        return len(doc)
+    if isinstance(doc, list):
+        return max((_longest_string(v) for v in doc), default=0)
+    if isinstance(doc, dict):
+        return max((_longest_string(v) for v in doc.values()), default=0)
+    return 0
+
+
+def scrub_span(span: ReadableSpan, scrubber: Scrubber) -> ReadableSpan:
+    """``span`` itself when clean, else a copy with scrubbed attributes, events and status."""
+    attrs = scrubber.attributes(span.attributes or {})
+    events = _scrub_events(span.events, scrubber)
+    status = span.status
+    description = status.description
+    if description:
+        clean = scrubber.redact(description)
+        if clean != description:
+            status = Status(status.status_code, clean)
+    if attrs is None and events is None and status is span.status:
+        return span
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attrs if attrs is not None else span.attributes,
+        events=events if events is not None else span.events,
+        links=span.links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _scrub_events(events: Sequence[Event], scrubber: Scrubber) -> list[Event] | None:
+    out: list[Event] = []
+    changed = False
+    for event in events:
+        attrs = scrubber.attributes(event.attributes or {})
+        if attrs is None:
+            out.append(event)
+        else:
+            changed = True
+            out.append(Event(event.name, attrs, event.timestamp))
+    return out if changed else None
+
+
+class ScrubbingSpanExporter(SpanExporter):
+    """Scrubs every span, then hands the batch to ``delegate``. A failure on one span drops
+    that span's unsafe copy only: the span is exported with its attributes removed."""
+
+    def __init__(self, delegate: SpanExporter, scrubber: Scrubber) -> None:
+        self._delegate = delegate
+        self._scrubber = scrubber
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        clean: list[ReadableSpan] = []
+        for span in spans:
+            try:
+                clean.append(scrub_span(span, self._scrubber))
+            except Exception:  # fail safe: never export an unscrubbed span
+                logger.debug("difytrace scrubber failed on span %s", span.name, exc_info=True)
+                clean.append(_bare(span))
+        return self._delegate.export(clean)
+
+    def shutdown(self) -> None:
+        self._delegate.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._delegate.force_flush(timeout_millis)
+
+
+def _bare(span: ReadableSpan) -> ReadableSpan:
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes={},
+        events=(),
+        links=span.links,
+        kind=span.kind,
+        status=Status(span.status.status_code),
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def scrubber_from_settings(settings: Any) -> Scrubber:
+    """The scrubber the settings describe (PII names, extra regex, byte budgets)."""
+    return Scrubber(
+        pii=getattr(settings, "pii_patterns", ()),
+        extra_pattern=getattr(settings, "pii_regex", ""),
+        max_attribute_bytes=getattr(settings, "max_attribute_bytes", 16_384),
+        max_span_bytes=getattr(settings, "max_span_bytes", 131_072),
+    )
