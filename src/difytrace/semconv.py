@@ -209,6 +209,10 @@ GENAI_METRICS: tuple[MetricSpec, ...] = (
 OPS_TRACE_DESTINATION = "difytrace.ops_trace.destination"  # kind: langfuse, langsmith, otlp
 OPS_TRACE_RECORD_TYPE = "difytrace.ops_trace.record_type"  # workflow, message, tool, ...
 OPS_TRACE_REASON = "difytrace.ops_trace.reason"  # why a record was dropped / dead-lettered
+# Span attributes of the ops_trace OTLP destinations (GenAI semconv v1.41 usage; LangSmith).
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+LANGSMITH_SPAN_KIND = "langsmith.span.kind"
 
 OPS_TRACE_SUBMITTED = MetricSpec(
     "difytrace.ops_trace.submitted",

@@ -156,6 +156,59 @@ def parse_import_path(raw: str) -> str:
     return value
 
 
+def parse_broker_url(raw: str) -> str:
+    """A Celery broker / Redis URL: redis, rediss, sentinel (``;``-separated) or amqp."""
+    value = raw.strip()
+    for part in value.split(";"):
+        parts = urllib.parse.urlsplit(part.strip())
+        if parts.scheme not in _BROKER_SCHEMES or not (parts.hostname or parts.scheme == "memory"):
+            raise InvalidValue(
+                "expected redis://host:6379/0, rediss://..., sentinel://host:26379 or "
+                "amqp://user:pass@host:5672/vhost"
+            )
+    return value
+
+
+_BROKER_SCHEMES = {"redis", "rediss", "sentinel", "amqp", "amqps", "pyamqp", "memory"}
+
+
+def parse_content_capture(raw: str) -> bool:
+    """``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``: a boolean, or the mode names
+    of the latest GenAI conventions (``SPAN_ONLY``, ``EVENT_ONLY``, ``SPAN_AND_EVENT``,
+    ``NO_CONTENT``); any mode but NO_CONTENT records content on the span."""
+    value = raw.strip().lower()
+    if value in {"span_only", "event_only", "span_and_event"}:
+        return True
+    if value == "no_content":
+        return False
+    try:
+        return parse_bool(raw)
+    except InvalidValue:
+        raise InvalidValue(
+            "expected true/false or SPAN_ONLY, EVENT_ONLY, SPAN_AND_EVENT, NO_CONTENT"
+        ) from None
+
+
+_PII_NAMES = ("email", "credit_card", "phone", "ipv4")
+
+
+def parse_pii_names(raw: str) -> tuple[str, ...]:
+    names = parse_names(raw.lower())
+    unknown = [n for n in names if n not in _PII_NAMES]
+    if unknown:
+        raise InvalidValue("accepted names: " + ", ".join(_PII_NAMES))
+    return names
+
+
+def parse_regex(raw: str) -> str:
+    value = raw.strip()
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise InvalidValue(f"not a valid regular expression ({exc})") from None
+    return value
+
+
 def _str(raw: str) -> str:
     return raw.strip()
 
@@ -346,6 +399,174 @@ SETTINGS: tuple[Setting, ...] = (
         (),
         "Instrumentations to skip, e.g. `difytrace_celery,openai`.",
     ),
+    # --- LLM calls (issue #3): GenAI conventions, content, scrubbing, cost ----------------
+    Setting(
+        "genai_capture_content",
+        ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",),
+        parse_content_capture,
+        False,
+        "Record prompts and completions on LLM spans (scrubbed and truncated at export).",
+    ),
+    Setting(
+        "semconv_opt_in",
+        ("OTEL_SEMCONV_STABILITY_OPT_IN",),
+        parse_names,
+        (),
+        "`gen_ai_latest_experimental` switches GenAI names from semconv v1.41 to the "
+        "latest GenAI conventions.",
+    ),
+    Setting(
+        "max_attribute_bytes",
+        ("DIFYTRACE_MAX_ATTRIBUTE_BYTES",),
+        parse_positive_int,
+        16384,
+        "Byte budget of one string attribute at export (JSON stays valid JSON).",
+    ),
+    Setting(
+        "max_span_bytes",
+        ("DIFYTRACE_MAX_SPAN_BYTES",),
+        parse_positive_int,
+        131072,
+        "Byte budget of all string attributes of one span at export.",
+    ),
+    Setting(
+        "pii_patterns",
+        ("DIFYTRACE_PII_PATTERNS",),
+        parse_pii_names,
+        (),
+        "PII scrubbed from every attribute at export: email, credit_card, phone, ipv4 "
+        "(secrets are always scrubbed).",
+    ),
+    Setting(
+        "pii_regex",
+        ("DIFYTRACE_PII_REGEX",),
+        parse_regex,
+        "",
+        "An extra regular expression whose matches are redacted from every attribute.",
+    ),
+    Setting(
+        "llm_prices_file",
+        ("DIFYTRACE_LLM_PRICES_FILE",),
+        _str,
+        "",
+        "JSON file of price overrides (USD per million tokens) by `model` or "
+        "`provider/model`; else genai-prices' bundled data.",
+    ),
+    # --- ops_trace (issue #4): durable delivery of LLM application traces --------------------
+    Setting(
+        "ops_trace_broker_url",
+        ("DIFYTRACE_OPS_TRACE_BROKER_URL", "CELERY_BROKER_URL", "REDIS_URL"),
+        parse_broker_url,
+        "redis://127.0.0.1:6379/0",
+        "Celery broker of the `ops_trace` queue: redis://, rediss://, sentinel:// or amqp://.",
+        secret=True,
+    ),
+    Setting(
+        "ops_trace_outbox_url",
+        ("DIFYTRACE_OPS_TRACE_OUTBOX_URL",),
+        parse_broker_url,
+        "",
+        "Redis holding the outbox, retries and dead letters; empty = the broker when it is Redis.",
+        secret=True,
+    ),
+    Setting(
+        "ops_trace_sentinel_master",
+        ("DIFYTRACE_OPS_TRACE_SENTINEL_MASTER", "CELERY_SENTINEL_MASTER_NAME"),
+        _str,
+        "mymaster",
+        "Sentinel master name for sentinel:// URLs.",
+    ),
+    Setting(
+        "ops_trace_queue",
+        ("DIFYTRACE_OPS_TRACE_QUEUE",),
+        _str,
+        "ops_trace",
+        "Celery queue of the ops_trace records.",
+    ),
+    Setting(
+        "ops_trace_key_prefix",
+        ("DIFYTRACE_OPS_TRACE_KEY_PREFIX",),
+        _str,
+        "difytrace:ops_trace",
+        "Prefix of the Redis keys of the outbox and dead letters.",
+    ),
+    Setting(
+        "ops_trace_destinations",
+        ("DIFYTRACE_OPS_TRACE_DESTINATIONS",),
+        _str,
+        "",
+        "Path of the YAML routing file (destinations per tenant and app).",
+    ),
+    Setting(
+        "ops_trace_resolver",
+        ("DIFYTRACE_OPS_TRACE_RESOLVER",),
+        parse_import_path,
+        "",
+        "module:callable(tenant_id, app_id) returning destinations; wins over the file.",
+    ),
+    Setting(
+        "ops_trace_buffer_size",
+        ("DIFYTRACE_OPS_TRACE_BUFFER_SIZE",),
+        parse_positive_int,
+        10000,
+        "Records held in process while the broker is unreachable; beyond, dropped (counted).",
+    ),
+    Setting(
+        "ops_trace_max_record_bytes",
+        ("DIFYTRACE_OPS_TRACE_MAX_RECORD_BYTES",),
+        parse_positive_int,
+        1_000_000,
+        "Size budget of one record; larger ones are truncated field by field.",
+    ),
+    Setting(
+        "ops_trace_batch_size",
+        ("DIFYTRACE_OPS_TRACE_BATCH_SIZE",),
+        parse_positive_int,
+        200,
+        "Records per queue message and per destination request.",
+    ),
+    Setting(
+        "ops_trace_max_attempts",
+        ("DIFYTRACE_OPS_TRACE_MAX_ATTEMPTS",),
+        parse_positive_int,
+        8,
+        "Delivery attempts per destination before a record is dead-lettered.",
+    ),
+    Setting(
+        "ops_trace_retry_base_ms",
+        ("DIFYTRACE_OPS_TRACE_RETRY_BASE_MS",),
+        parse_positive_int,
+        1000,
+        "First retry delay; doubles per attempt, with jitter.",
+    ),
+    Setting(
+        "ops_trace_retry_max_ms",
+        ("DIFYTRACE_OPS_TRACE_RETRY_MAX_MS",),
+        parse_positive_int,
+        300_000,
+        "Longest retry delay (a longer Retry-After is honoured).",
+    ),
+    Setting(
+        "ops_trace_redeliver_after_s",
+        ("DIFYTRACE_OPS_TRACE_REDELIVER_AFTER",),
+        parse_positive_int,
+        120,
+        "Unconfirmed records older than this are re-sent by the sweeper (worker loss).",
+    ),
+    Setting(
+        "ops_trace_sweep_interval_ms",
+        ("DIFYTRACE_OPS_TRACE_SWEEP_INTERVAL_MS",),
+        parse_positive_int,
+        1000,
+        "How often a worker's sweeper re-publishes due retries and lost records.",
+    ),
+    Setting(
+        "ops_trace_http_timeout_ms",
+        ("DIFYTRACE_OPS_TRACE_HTTP_TIMEOUT_MS",),
+        parse_positive_int,
+        10_000,
+        "Timeout of one destination request.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -377,6 +598,29 @@ class Settings:
     identity_extractor: str
     baggage_keys: tuple[str, ...]
     disabled_instrumentations: tuple[str, ...]
+    genai_capture_content: bool
+    semconv_opt_in: tuple[str, ...]
+    max_attribute_bytes: int
+    max_span_bytes: int
+    pii_patterns: tuple[str, ...]
+    pii_regex: str
+    llm_prices_file: str
+    ops_trace_broker_url: str
+    ops_trace_outbox_url: str
+    ops_trace_sentinel_master: str
+    ops_trace_queue: str
+    ops_trace_key_prefix: str
+    ops_trace_destinations: str
+    ops_trace_resolver: str
+    ops_trace_buffer_size: int
+    ops_trace_max_record_bytes: int
+    ops_trace_batch_size: int
+    ops_trace_max_attempts: int
+    ops_trace_retry_base_ms: int
+    ops_trace_retry_max_ms: int
+    ops_trace_redeliver_after_s: int
+    ops_trace_sweep_interval_ms: int
+    ops_trace_http_timeout_ms: int
     # Where each value came from: an env var name, "configure()" or "default".
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 

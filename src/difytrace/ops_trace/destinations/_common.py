@@ -1,0 +1,76 @@
+"""Small helpers the destinations share: JSON text, timestamps, span fields of a view."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from difytrace.bootstrap import __version__
+from difytrace.ops_trace.destinations import otlp_wire
+from difytrace.ops_trace.view import Observation, TraceView
+
+SCOPE_NAME = "difytrace.ops_trace"
+SCOPE_VERSION = __version__
+RESOURCE = {
+    "service.name": "difytrace-ops-trace",
+    "telemetry.sdk.language": "python",
+    "telemetry.distro.name": "difytrace",
+    "telemetry.distro.version": __version__,
+}
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON text (non-JSON values as their ``str``)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z`` (what Langfuse and LangSmith parse without guessing)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def unix_ns(moment: datetime) -> int:
+    """Nanoseconds since the epoch."""
+    return int(moment.timestamp() * 1_000_000) * 1000
+
+
+def wire_span(view: TraceView, obs: Observation, attrs: dict[str, Any]) -> bytes:
+    """Encode one observation as an OTLP span with the given attributes."""
+    end = obs.end_time or obs.start_time
+    error = obs.status == "error"
+    return otlp_wire.span(
+        otlp_wire.WireSpan(
+            trace_id=view.trace_id,
+            span_id=obs.span_id,
+            parent_span_id=obs.parent_span_id,
+            name=obs.name,
+            start_ns=unix_ns(obs.start_time),
+            end_ns=unix_ns(end),
+            attributes=attrs,
+            status_code=otlp_wire.STATUS_ERROR if error else otlp_wire.STATUS_UNSET,
+            status_message=(obs.error or "") if error else "",
+        )
+    )
+
+
+def usage_details(obs: Observation) -> dict[str, int] | None:
+    """Langfuse-style usage details (input / output / total)."""
+    if obs.usage is None:
+        return None
+    return {
+        "input": obs.usage.input_tokens,
+        "output": obs.usage.output_tokens,
+        "total": obs.usage.total,
+    }
+
+
+def cost_details(obs: Observation) -> dict[str, float] | None:
+    """Langfuse-style cost details, the parts that are known."""
+    if obs.cost is None:
+        return None
+    parts = {"input": obs.cost.input, "output": obs.cost.output, "total": obs.cost.total}
+    known = {k: v for k, v in parts.items() if v is not None}
+    return known or None

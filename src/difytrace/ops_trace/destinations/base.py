@@ -1,0 +1,130 @@
+"""The one interface every destination implements, and the HTTP outcome classification.
+
+A destination takes a batch of ``(uid, TraceView)`` and answers an :class:`Outcome` per uid:
+accepted, retryable (connection error, timeout, 408, 429, 5xx; with the server's Retry-After)
+or permanent (other 4xx, a record it cannot build). A whole-batch 400/413/422 is bisected so
+that one bad record does not take its batch-mates to the dead-letter store.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from difytrace.ops_trace.view import TraceView
+
+Batch = Sequence[tuple[str, TraceView]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one record at one destination."""
+
+    accepted: bool
+    retryable: bool = False
+    error_type: str = ""
+    message: str = ""
+    retry_after_s: float | None = None
+
+
+ACCEPTED = Outcome(accepted=True)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date), None when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def classify_response(response: requests.Response) -> Outcome:
+    """The outcome of a whole-batch HTTP answer."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return ACCEPTED
+    message = f"HTTP {status}: {response.text[:300]}"
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if status in (408, 429) or status >= 500:
+        return Outcome(False, True, f"http_{status}", message, retry_after)
+    return Outcome(False, False, f"http_{status}", message)
+
+
+def classify_exception(exc: Exception) -> Outcome:
+    """The outcome of a request that did not get an answer."""
+    if isinstance(exc, requests.Timeout):
+        return Outcome(False, True, "timeout", str(exc)[:300])
+    if isinstance(exc, requests.ConnectionError):
+        return Outcome(False, True, "connection", str(exc)[:300])
+    return Outcome(False, True, type(exc).__name__, str(exc)[:300])
+
+
+class Destination(ABC):
+    """One configured destination (one set of credentials)."""
+
+    #: "langfuse", "langsmith" or "otlp": the metric attribute value.
+    kind: str = ""
+
+    def __init__(self, *, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+
+    @abstractmethod
+    def send(self, batch: Batch) -> dict[str, Outcome]:
+        """Deliver the batch; one outcome per uid."""
+
+    def close(self) -> None:
+        """Release connections."""
+        self.session.close()
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+        """POST with this destination's timeout and keep-alive session."""
+        return self.session.post(url, data=body, headers=headers, timeout=self.timeout_s)
+
+
+def build_each(
+    batch: Batch, build: Callable[[TraceView], Any], outcomes: dict[str, Outcome]
+) -> list[tuple[str, Any]]:
+    """Build each record's payload; a record that fails to build gets a permanent outcome."""
+    built: list[tuple[str, Any]] = []
+    for uid, view in batch:
+        try:
+            built.append((uid, build(view)))
+        except Exception as exc:
+            outcomes[uid] = Outcome(False, False, "build_error", f"{type(exc).__name__}: {exc}")
+    return built
+
+
+def send_bisecting(
+    items: list[tuple[str, Any]],
+    send: Callable[[list[tuple[str, Any]]], Outcome],
+    outcomes: dict[str, Outcome],
+) -> None:
+    """Send ``items`` as one request; on a whole-batch validation error, split and retry."""
+    if not items:
+        return
+    outcome = send(items)
+    if (
+        not outcome.accepted
+        and not outcome.retryable
+        and len(items) > 1
+        and outcome.error_type in ("http_400", "http_413", "http_422")
+    ):
+        half = len(items) // 2
+        send_bisecting(items[:half], send, outcomes)
+        send_bisecting(items[half:], send, outcomes)
+        return
+    for uid, _ in items:
+        outcomes[uid] = outcome

@@ -1,0 +1,110 @@
+"""Generic OTLP/HTTP (protobuf): any collector or backend; LangSmith's OTLP endpoint too.
+
+Spans carry GenAI semantic-convention attributes (operation, provider, model, token usage),
+the identity (tenant / app / user / session) and the inputs / outputs as JSON text under
+``difytrace.ops_trace.*``. With ``flavour="langsmith"`` the request also carries
+``x-api-key`` / ``Langsmith-Project`` and each span its ``langsmith.span.kind``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from difytrace import semconv as sc
+from difytrace.ops_trace.destinations import otlp_wire
+from difytrace.ops_trace.destinations._common import (
+    RESOURCE,
+    SCOPE_NAME,
+    SCOPE_VERSION,
+    to_json,
+    wire_span,
+)
+from difytrace.ops_trace.destinations.base import (
+    Batch,
+    Destination,
+    Outcome,
+    build_each,
+    classify_exception,
+    classify_response,
+    send_bisecting,
+)
+from difytrace.ops_trace.view import Observation, TraceView
+
+_OPERATION = {
+    "generation": "chat",
+    "tool": "execute_tool",
+    "agent": "invoke_agent",
+    "retriever": "retrieval",
+}
+
+
+def span_attributes(view: TraceView, obs: Observation, flavour: str) -> dict[str, Any]:
+    """The attributes of one observation as a generic OTLP span."""
+    record = view.record
+    attrs: dict[str, Any] = {
+        sc.TENANT_ID: record.tenant_id,
+        sc.APP_ID: record.app_id,
+        sc.USER_ID: record.user_id,
+        "session.id": record.session_id,
+        "difytrace.ops_trace.record_type": record.kind,
+        "difytrace.ops_trace.observation_type": obs.type,
+        "difytrace.ops_trace.input": None if obs.inputs is None else to_json(obs.inputs),
+        "difytrace.ops_trace.output": None if obs.outputs is None else to_json(obs.outputs),
+        "difytrace.ops_trace.metadata": to_json(obs.metadata) if obs.metadata else None,
+    }
+    if obs.type in _OPERATION:
+        attrs[sc.GEN_AI_OPERATION_NAME] = _OPERATION[obs.type]
+    if obs.model:
+        attrs[sc.GEN_AI_REQUEST_MODEL] = obs.model
+        attrs[sc.GEN_AI_PROVIDER_NAME] = obs.model_provider
+    if obs.usage is not None:
+        attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = obs.usage.input_tokens
+        attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = obs.usage.output_tokens
+    if obs.status == "error":
+        attrs[sc.ERROR_TYPE] = "error"
+    if flavour == "langsmith":
+        attrs[sc.LANGSMITH_SPAN_KIND] = obs.run_type
+    return attrs
+
+
+class OtlpDestination(Destination):
+    """Delivers spans to one OTLP/HTTP traces endpoint (the full ``.../v1/traces`` URL)."""
+
+    kind = "otlp"
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        headers: dict[str, str] | None = None,
+        flavour: str = "generic",
+        timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(timeout_s=timeout_s)
+        self.endpoint = endpoint
+        self.flavour = flavour
+        self.headers = {**(headers or {}), "Content-Type": "application/x-protobuf"}
+        if flavour == "langsmith":
+            self.kind = "langsmith"
+
+    def send(self, batch: Batch) -> dict[str, Outcome]:
+        """One export request, bisected on validation errors."""
+        outcomes: dict[str, Outcome] = {}
+        built = build_each(batch, self._spans, outcomes)
+        send_bisecting(built, self._post, outcomes)
+        return outcomes
+
+    def _spans(self, view: TraceView) -> list[bytes]:
+        return [
+            wire_span(view, obs, span_attributes(view, obs, self.flavour))
+            for obs in view.observations
+        ]
+
+    def _post(self, items: list[tuple[str, Any]]) -> Outcome:
+        body = otlp_wire.export_requests(
+            RESOURCE, SCOPE_NAME, SCOPE_VERSION, [spans for _, spans in items]
+        )
+        try:
+            return classify_response(self.post(self.endpoint, body, self.headers))
+        except Exception as exc:
+            return classify_exception(exc)

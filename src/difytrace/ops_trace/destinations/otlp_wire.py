@@ -1,0 +1,119 @@
+"""A small OTLP/protobuf trace encoder: ``ExportTraceServiceRequest`` bytes from plain values.
+
+Building the generated ``opentelemetry.proto`` messages costs ~50 µs per span with 15
+attributes (one Python object per attribute); writing the wire format directly is several
+times faster, which is what lets one worker keep up with thousands of traces per second. The
+tests decode every request with the official ``opentelemetry.proto`` classes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_fixed64 = struct.Struct("<Q").pack
+_double = struct.Struct("<d").pack
+
+SPAN_KIND_INTERNAL = 1
+STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
+
+
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    """A length-delimited field."""
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _str(field: int, text: str) -> bytes:
+    return _ld(field, text.encode("utf-8", "replace"))
+
+
+def any_value(value: Any) -> bytes:
+    """An encoded ``AnyValue`` (str, bool, int, float, or a sequence of those)."""
+    if isinstance(value, str):
+        return _str(1, value)
+    if isinstance(value, bool):
+        return b"\x10" + (b"\x01" if value else b"\x00")
+    if isinstance(value, int):
+        return b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)
+    if isinstance(value, float):
+        return b"\x21" + _double(value)
+    if isinstance(value, list | tuple):
+        return _ld(5, b"".join(_ld(1, any_value(v)) for v in value))
+    return _str(1, str(value))
+
+
+def attributes(field: int, attrs: dict[str, Any]) -> bytes:
+    """Repeated ``KeyValue`` at ``field``; None values are left out."""
+    return b"".join(
+        _ld(field, _str(1, k) + _ld(2, any_value(v))) for k, v in attrs.items() if v is not None
+    )
+
+
+@dataclass(frozen=True)
+class WireSpan:
+    """The fields of one span as the encoder takes them."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    status_code: int = STATUS_UNSET
+    status_message: str = ""
+    kind: int = SPAN_KIND_INTERNAL
+
+
+def span(s: WireSpan) -> bytes:
+    """An encoded ``Span``."""
+    out = [_ld(1, bytes.fromhex(s.trace_id)), _ld(2, bytes.fromhex(s.span_id))]
+    if s.parent_span_id:
+        out.append(_ld(4, bytes.fromhex(s.parent_span_id)))
+    out += [
+        _str(5, s.name),
+        b"\x30" + _varint(s.kind),
+        b"\x39" + _fixed64(s.start_ns),
+        b"\x41" + _fixed64(s.end_ns),
+        attributes(9, s.attributes),
+    ]
+    if s.status_code:
+        status = (
+            (_str(2, s.status_message) if s.status_message else b"")
+            + b"\x18"
+            + _varint(s.status_code)
+        )
+        out.append(_ld(15, status))
+    return b"".join(out)
+
+
+def export_request(
+    resource: dict[str, Any], scope_name: str, scope_version: str, spans: Iterable[bytes]
+) -> bytes:
+    """An encoded ``ExportTraceServiceRequest`` with one resource and one scope."""
+    scope = _ld(1, _str(1, scope_name) + _str(2, scope_version))
+    scope_spans = scope + b"".join(_ld(2, s) for s in spans)
+    resource_spans = _ld(1, attributes(1, resource)) + _ld(2, scope_spans)
+    return _ld(1, resource_spans)
+
+
+def export_requests(
+    resource: dict[str, Any], scope_name: str, scope_version: str, groups: Sequence[Sequence[bytes]]
+) -> bytes:
+    """Same as :func:`export_request` over several span groups (one request body)."""
+    return export_request(
+        resource, scope_name, scope_version, (s for group in groups for s in group)
+    )

@@ -1,0 +1,176 @@
+"""The dead-letter store in Redis: records a destination refused, or that could not be built.
+
+Keys (next to the outbox's): ``{prefix}:dlq`` HASH id → entry JSON and ``{prefix}:dlq:idx``
+ZSET id → time. An entry keeps the record JSON, the destination key it failed at (None for a
+record that cannot be read at all), the reason and the last error. :meth:`DeadLetters.replay`
+puts entries back into the outbox, scoped to the destination that refused them, and announces
+them on the queue: after the destination is fixed, replay delivers them.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from difytrace.ops_trace.store import OutboxStore
+
+_PREVIEW_BYTES = 64 * 1024
+
+#: Records ``submit()`` refused, waiting for the outbox thread to store them (bounded).
+refused_queue: collections.deque[tuple[str, str]] = collections.deque(maxlen=1000)
+
+
+def remember_refused(message: str, preview: str = "") -> None:
+    """Keep a refused record's error for the dead-letter store (no I/O on the request path)."""
+    refused_queue.append((message, preview[:_PREVIEW_BYTES]))
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead-lettered (record, destination)."""
+
+    id: str
+    uid: str
+    destination: str | None
+    destination_kind: str
+    reason: str
+    error: str
+    attempts: int
+    at: float
+    record: str
+    replayable: bool = True
+
+    def summary(self) -> dict[str, Any]:
+        """The entry without the record body (for listings)."""
+        data = asdict(self)
+        data["record_bytes"] = len(data.pop("record").encode("utf-8", "replace"))
+        return data
+
+
+def _text(payload: bytes | str) -> str:
+    return payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+
+
+class DeadLetters:
+    """List, show, replay and purge dead letters."""
+
+    def __init__(self, store: OutboxStore) -> None:
+        self.store = store
+        self.key = f"{store.prefix}:dlq"
+        self.index = f"{store.prefix}:dlq:idx"
+        self.scope_key = f"{store.prefix}:scope"
+
+    def add(self, letters: Iterable[DeadLetter]) -> None:
+        """Store dead letters."""
+        letters = list(letters)
+        if not letters:
+            return
+        pipe = self.store.client.pipeline(transaction=True)
+        pipe.hset(self.key, mapping={d.id: json.dumps(asdict(d)) for d in letters})
+        pipe.zadd(self.index, {d.id: d.at for d in letters})
+        pipe.execute()
+
+    def count(self) -> int:
+        """How many entries there are."""
+        return int(self.store.client.zcard(self.index))
+
+    def entries(self, limit: int = 50, offset: int = 0) -> list[DeadLetter]:
+        """Entries, oldest first."""
+        ids = self.store.client.zrange(self.index, offset, offset + limit - 1)
+        return self._get([i.decode() for i in ids])
+
+    def show(self, entry_id: str) -> DeadLetter | None:
+        """One entry with its record."""
+        found = self._get([entry_id])
+        return found[0] if found else None
+
+    def _get(self, ids: Sequence[str]) -> list[DeadLetter]:
+        if not ids:
+            return []
+        raw = self.store.client.hmget(self.key, list(ids))
+        return [DeadLetter(**json.loads(r)) for r in raw if r is not None]
+
+    def replay(
+        self,
+        ids: Sequence[str] | None,
+        publish: Callable[[list[str]], None],
+        batch: int = 200,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Re-queue entries (all when ``ids`` is None); returns how many were replayed."""
+        done = 0
+        pending = list(ids) if ids is not None else None
+        while True:
+            if pending is None:
+                chunk = [d for d in self.entries(batch) if d.replayable]
+                if not chunk:
+                    break
+            else:
+                chunk, pending = self._get(pending[:batch]), pending[batch:]
+            done += self._replay_chunk(chunk, publish)
+            if progress is not None:
+                progress(len(chunk))
+            if pending is not None and not pending:
+                break
+        return done
+
+    def _replay_chunk(self, letters: list[DeadLetter], publish: Callable[[list[str]], None]) -> int:
+        letters = [d for d in letters if d.replayable]
+        if not letters:
+            return 0
+        uids = [os.urandom(12).hex() for _ in letters]
+        self.store.put(
+            [(u, d.record.encode("utf-8", "replace")) for u, d in zip(uids, letters, strict=True)],
+            time.time() + 120,
+        )
+        scopes = {u: d.destination for u, d in zip(uids, letters, strict=True) if d.destination}
+        if scopes:
+            self.store.client.hset(self.scope_key, mapping=scopes)
+        publish(uids)
+        self.purge([d.id for d in letters])
+        return len(letters)
+
+    def purge(self, ids: Sequence[str] | None = None) -> int:
+        """Delete entries (all when ``ids`` is None); returns how many."""
+        if ids is None:
+            count = self.count()
+            self.store.client.delete(self.key, self.index)
+            return count
+        if not ids:
+            return 0
+        pipe = self.store.client.pipeline(transaction=True)
+        pipe.hdel(self.key, *ids)
+        pipe.zrem(self.index, *ids)
+        removed, _ = pipe.execute()
+        return int(removed)
+
+
+def new_letter(
+    *,
+    uid: str,
+    destination: str | None,
+    kind: str,
+    reason: str,
+    error: str,
+    attempts: int,
+    record: bytes | str,
+    replayable: bool = True,
+) -> DeadLetter:
+    """A dead letter with a fresh id and the current time."""
+    return DeadLetter(
+        id=os.urandom(8).hex(),
+        uid=uid,
+        destination=destination,
+        destination_kind=kind,
+        reason=reason,
+        error=error[:2000],
+        attempts=attempts,
+        at=time.time(),
+        record=_text(record),
+        replayable=replayable,
+    )

@@ -1,0 +1,255 @@
+"""The request path: :func:`submit` validates, serialises and hands a record over, never blocking.
+
+``submit()`` only appends the serialised record to a bounded in-process buffer; a background
+thread (a greenlet under gevent) writes batches to the Redis outbox and publishes one queue
+message per batch. While the broker is unreachable the buffer holds up to
+``DIFYTRACE_OPS_TRACE_BUFFER_SIZE`` records and re-sends them when it returns; beyond that,
+records are dropped and counted by reason. Nothing here raises into the app.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from difytrace._guard import internal_errors
+from difytrace.exceptions import RecordError
+from difytrace.ops_trace import budget, dlq, metrics
+from difytrace.ops_trace.config import Runtime
+from difytrace.ops_trace.records import RecordBase, parse_record
+from difytrace.settings import Settings, load_settings
+
+logger = logging.getLogger("difytrace.ops_trace")
+
+_MAX_BACKOFF_S = 5.0
+
+
+class _Item:
+    __slots__ = ("kind", "payload")
+
+    def __init__(self, kind: str, payload: bytes) -> None:
+        self.kind = kind
+        self.payload = payload
+
+
+class Outbox:
+    """One process's buffer and publisher thread."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.bound = runtime.settings.ops_trace_buffer_size
+        self.budget = runtime.settings.ops_trace_max_record_bytes
+        self.buffer: collections.deque[_Item] = collections.deque()
+        self.unpublished: list[list[str]] = []
+        self.wake = threading.Event()
+        self.idle = threading.Event()
+        self.idle.set()
+        self.stopping = False
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+        self._thread_lock = threading.Lock()
+
+    # --- request path ------------------------------------------------------------------
+    def submit(self, record: RecordBase | dict[str, Any]) -> bool:
+        """Queue one record; False when it was refused or dropped (and counted)."""
+        try:
+            if not isinstance(record, RecordBase):
+                record = parse_record(record)  # type: ignore[arg-type]
+            payload = self._serialise(record)
+        except RecordError as exc:
+            _refused(exc, record)
+            return False
+        if len(self.buffer) >= self.bound:
+            metrics.dropped("buffer_full")
+            return False
+        self.buffer.append(_Item(record.kind, payload))
+        if self.thread is None or self.pid != os.getpid():
+            self._start()
+        if len(self.buffer) == 1:
+            self.wake.set()
+        return True
+
+    def _serialise(self, record: RecordBase) -> bytes:
+        try:
+            payload = record.__pydantic_serializer__.to_json(record)
+        except ValueError:  # lone surrogates and other text that is not UTF-8
+            payload = _sanitised(record)
+        if len(payload) > self.budget:
+            return budget.fit(record.model_dump(mode="json"), self.budget)
+        return payload
+
+    # --- background publisher ----------------------------------------------------------
+    def _start(self) -> None:
+        with self._thread_lock:
+            if self.pid != os.getpid():  # forked child: fresh thread, same buffer contents
+                self.pid, self.thread = os.getpid(), None
+                self.wake = threading.Event()
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._run, name="difytrace-ops-outbox", daemon=True
+                )
+                self.thread.start()
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self.stopping:
+            if not self.buffer and not self.unpublished and not dlq.refused_queue:
+                self.idle.set()
+                self.wake.wait(0.5)
+                self.wake.clear()
+                continue
+            self.idle.clear()
+            try:
+                self._flush_once()
+                backoff = 0.1
+            except Exception as exc:  # broker or Redis unreachable: keep, back off, retry
+                logger.debug("ops_trace outbox: broker unreachable (%s); retrying", exc)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    def _flush_once(self) -> None:
+        self._store_refused()
+        while self.unpublished:
+            self.runtime.publish(self.unpublished[0])
+            self.unpublished.pop(0)
+        items = [
+            self.buffer.popleft()
+            for _ in range(min(len(self.buffer), self.runtime.settings.ops_trace_batch_size))
+        ]
+        if not items:
+            return
+        uids = [os.urandom(12).hex() for _ in items]
+        redeliver_at = time.time() + self.runtime.settings.ops_trace_redeliver_after_s
+        try:
+            self.runtime.store.put(
+                list(zip(uids, (i.payload for i in items), strict=True)), redeliver_at
+            )
+        except Exception:
+            self.buffer.extendleft(reversed(items))
+            raise
+        for item in items:
+            metrics.submitted(item.kind)
+        self.unpublished.append(uids)  # safe in the outbox now; publishing is the doorbell
+        self.runtime.publish(uids)
+        self.unpublished.pop()
+
+    def _store_refused(self) -> None:
+        letters = []
+        while dlq.refused_queue:
+            message, preview = dlq.refused_queue.popleft()
+            letters.append(
+                dlq.new_letter(
+                    uid="",
+                    destination=None,
+                    kind="none",
+                    reason="invalid_record",
+                    error=message,
+                    attempts=0,
+                    record=preview,
+                    replayable=False,
+                )
+            )
+        if letters:
+            dlq.DeadLetters(self.runtime.store).add(letters)
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until the buffer is written and published; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        self.wake.set()
+        while time.monotonic() < deadline:
+            if not self.buffer and not self.unpublished and self.idle.is_set():
+                return True
+            self.wake.set()
+            time.sleep(0.01)
+        return False
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Flush what can be flushed within ``timeout_s``, then stop the thread."""
+        if self.thread is not None and self.pid == os.getpid():
+            self.flush(timeout_s)
+        self.stopping = True
+        self.wake.set()
+        left = len(self.buffer) + sum(len(u) for u in self.unpublished)
+        if self.buffer:
+            metrics.dropped("shutdown", len(self.buffer))
+        if left:
+            logger.warning("ops_trace: %d records not handed over at shutdown", left)
+
+
+def _sanitised(record: RecordBase) -> bytes:
+    import json
+
+    text = json.dumps(record.model_dump(mode="json"), ensure_ascii=False)
+    return text.encode("utf-8", "replace")
+
+
+_refused_logged: set[str] = set()
+
+
+def _refused(exc: RecordError, record: object) -> None:
+    metrics.dropped("invalid_record")
+    message = str(exc)
+    if message[:80] not in _refused_logged and len(_refused_logged) < 100:
+        _refused_logged.add(message[:80])
+        logger.error("ops_trace record refused: %s", message)
+    try:
+        preview = repr(record)[:4096]
+    except Exception:
+        preview = "<unprintable record>"
+    dlq.remember_refused(message, preview)
+
+
+# --- module-level singleton ------------------------------------------------------------
+_outbox: Outbox | None = None
+_lock = threading.Lock()
+
+
+def configure(settings: Settings | None = None) -> Outbox:
+    """(Re)build this process's outbox from ``settings`` (default: the environment)."""
+    global _outbox  # noqa: PLW0603 - one outbox per process, replaced as a whole
+    with _lock:
+        if _outbox is not None:
+            _outbox.stop(0.5)
+        _outbox = Outbox(Runtime(settings or load_settings()))
+        return _outbox
+
+
+def current() -> Outbox:
+    """This process's outbox, built from the environment on first use."""
+    return _outbox if _outbox is not None else configure()
+
+
+def submit(record: RecordBase | dict[str, Any]) -> bool:
+    """Hand a finished record to difytrace; never blocks, never raises.
+
+    Accepts a record model or a dict (validated here). Returns True when the record was
+    queued, False when it was refused (invalid: logged, counted and kept in the dead-letter
+    store) or dropped (buffer full: counted).
+    """
+    outbox = _outbox
+    if outbox is not None:
+        try:
+            return outbox.submit(record)
+        except Exception as exc:
+            with internal_errors("ops_trace.submit"):
+                raise exc
+            return False
+    with internal_errors("ops_trace.submit"):
+        return current().submit(record)
+    return False
+
+
+def flush(timeout_s: float = 5.0) -> bool:
+    """Wait until every submitted record is in the outbox and announced on the queue."""
+    return _outbox.flush(timeout_s) if _outbox is not None else True
+
+
+@atexit.register
+def _at_exit() -> None:
+    if _outbox is not None:
+        _outbox.stop(2.0)

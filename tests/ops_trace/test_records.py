@@ -1,0 +1,132 @@
+"""Records: validation with clear errors, versioning, round trip, deterministic ids."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from difytrace.exceptions import RecordError
+from difytrace.ops_trace import ids
+from difytrace.ops_trace.records import (
+    DatasetRetrievalRecord,
+    NodeExecution,
+    ParentRef,
+    RetrievedDocument,
+    ToolRecord,
+    WorkflowRecord,
+    parse_record,
+)
+from difytrace.ops_trace.view import build_view
+from tests.ops_trace.factories import T0, at, message, workflow
+
+
+def test_every_kind_round_trips_through_json() -> None:
+    records = [
+        workflow(),
+        message(),
+        ToolRecord(record_id="t1", tenant_id="a", tool_name="search", start_time=T0),
+        DatasetRetrievalRecord(
+            record_id="d1",
+            tenant_id="a",
+            start_time=T0,
+            documents=(RetrievedDocument(content="doc", score=0.5),),
+        ),
+    ]
+    for record in records:
+        again = parse_record(record.model_dump_json())
+        assert again == record
+        assert json.loads(record.model_dump_json())["schema_version"] == 1
+
+
+def test_naive_timestamp_is_refused_with_the_field_named() -> None:
+    data = json.loads(message().model_dump_json())
+    data["start_time"] = "2026-01-02T03:04:05"
+    with pytest.raises(RecordError, match="start_time: Input should have timezone info"):
+        parse_record(data)
+
+
+def test_nan_and_unknown_version_are_refused() -> None:
+    data = json.loads(message().model_dump_json())
+    data["usage"]["input_tokens"] = float("nan")
+    with pytest.raises(RecordError, match=r"usage\.input_tokens"):
+        parse_record(data)
+    data = json.loads(message().model_dump_json())
+    data["schema_version"] = 2
+    with pytest.raises(RecordError, match="unsupported ops_trace schema_version 2"):
+        parse_record(data)
+
+
+def test_workflow_tree_is_checked() -> None:
+    bad_parent = NodeExecution(id="x", parent_id="nope", start_time=T0)
+    with pytest.raises(ValueError, match="unknown parent_id 'nope'"):
+        WorkflowRecord(record_id="r", tenant_id="t", start_time=T0, nodes=(bad_parent,))
+    loop = (
+        NodeExecution(id="a", parent_id="b", start_time=T0),
+        NodeExecution(id="b", parent_id="a", start_time=T0),
+    )
+    with pytest.raises(ValueError, match="cycle"):
+        WorkflowRecord(record_id="r", tenant_id="t", start_time=T0, nodes=loop)
+
+
+def test_ids_are_deterministic_and_tenant_scoped() -> None:
+    a1, a2 = build_view(workflow()), build_view(workflow())
+    assert [o.span_id for o in a1.observations] == [o.span_id for o in a2.observations]
+    assert a1.trace_id == a2.trace_id
+    other = build_view(workflow(tenant="tenant-b"))
+    assert not {o.span_id for o in a1.observations} & {o.span_id for o in other.observations}
+    assert len({o.span_id for o in a1.observations}) == len(a1.observations)
+
+
+def test_live_trace_id_is_kept_for_linking() -> None:
+    live = "0af7651916cd43dd8448eb211c80319c"
+    view = build_view(message(trace_id=live.upper()))
+    assert view.trace_id == live
+
+
+def test_nodes_nest_by_parent_whatever_their_order() -> None:
+    record = workflow()
+    shuffled = record.model_copy(update={"nodes": tuple(reversed(record.nodes))})
+    view = build_view(shuffled)
+    by_key = {o.key: o for o in view.observations}
+    root = view.observations[0]
+    assert by_key["node:n-llm-0"].parent_span_id == by_key["node:n-iter"].span_id
+    assert by_key["node:n-iter"].parent_span_id == root.span_id
+    assert by_key["node:n-llm-0"].type == "generation"
+    # parents come before children (LangSmith and readers of the batch rely on it)
+    seen = set()
+    for obs in view.observations:
+        assert obs.parent_span_id is None or obs.parent_span_id in seen
+        seen.add(obs.span_id)
+
+
+def test_dotted_order_follows_the_tree() -> None:
+    view = build_view(workflow())
+    by_key = {o.key: o for o in view.observations}
+    root, it, llm = view.observations[0], by_key["node:n-iter"], by_key["node:n-llm-0"]
+    assert root.dotted_order == "20260102T030405678901Z" + str(root.run_id)
+    assert llm.dotted_order == ".".join(
+        [
+            root.dotted_order,
+            ids.dotted_segment(at(3), it.run_id),
+            ids.dotted_segment(at(4), llm.run_id),
+        ]
+    )
+    assert view.langsmith_trace_id == root.run_id
+
+
+def test_child_record_lands_under_its_parent_before_the_parent_exists() -> None:
+    parent = message(record_id="msg-9")
+    child = ToolRecord(
+        record_id="tool-1",
+        tenant_id="tenant-a",
+        tool_name="search",
+        start_time=at(100),
+        parent=ParentRef(record_id="msg-9", start_time=at(0)),
+    )
+    pv, cv = build_view(parent), build_view(child)
+    assert cv.trace_id == pv.trace_id
+    assert cv.observations[0].parent_span_id == pv.observations[0].span_id
+    assert cv.observations[0].parent_run_id == pv.observations[0].run_id
+    assert cv.observations[0].dotted_order.startswith(pv.observations[0].dotted_order + ".")
+    assert not cv.is_trace_root
