@@ -42,6 +42,7 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
+from difytrace.scrub import ScrubbingSpanExporter, scrubber_from_settings
 from difytrace.settings import Settings
 
 logger = logging.getLogger("difytrace")
@@ -277,7 +278,11 @@ def _batch_processor(settings: Settings) -> SpanProcessor:
     if settings.exporter == "none":
         return SpanProcessor()
     return BatchSpanProcessor(
-        _LazySpanExporter(lambda: _span_exporter(settings)),
+        # Every span is scrubbed (secrets, PII, byte budgets) on the export thread.
+        ScrubbingSpanExporter(
+            _LazySpanExporter(lambda: _span_exporter(settings)),
+            scrubber_from_settings(settings),
+        ),
         max_queue_size=settings.bsp_max_queue_size,
         schedule_delay_millis=settings.bsp_schedule_delay_ms,
         max_export_batch_size=min(settings.bsp_max_export_batch_size, settings.bsp_max_queue_size),

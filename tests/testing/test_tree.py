@@ -116,11 +116,24 @@ def test_failure_message_draws_both_trees(spans: list[CapturedSpan]) -> None:
     expected, actual = text.split("Actual (5 span(s)):")
     assert "  POST /chat\n  ├── <3..∞ of> llm\n  └── tool {n='tool'}" in expected
     assert re.search(
-        r"  POST /chat \[INTERNAL\] \d+\.\d ms {http.route='/chat'}\n  ├── retrieve \[INTERNAL\] "
-        r"\d+\.\d ms {n='retrieve'}\n",
+        r"  POST /chat \[INTERNAL\] \d+\.\d ms {http.route='/chat'}   ✗ here\n"
+        r"  ├── retrieve \[INTERNAL\] \d+\.\d ms {n='retrieve'}\n",
         actual,
     )
     assert "  └── tool [INTERNAL]" in actual
+    assert actual.count("✗ here") == 1
+
+
+def test_failure_marks_the_span_to_blame(spans: list[CapturedSpan]) -> None:
+    with pytest.raises(AssertionError) as info:
+        assert_tree(spans, S("POST /chat", children=[S("tool", attrs={"n": "x"})]))
+    assert re.search(r"└── tool \[INTERNAL\] \d+\.\d ms {n='tool'}   ✗ here$", str(info.value))
+
+
+def test_span_sources_and_hashing(span_capture: SpanCapture) -> None:
+    _chat("llm")
+    assert_tree(span_capture, S("POST /chat", children=[S("llm")]))
+    assert len(set(span_capture.spans())) == 2
 
 
 def test_failure_messages_name_the_mismatch(spans: list[CapturedSpan]) -> None:

@@ -14,6 +14,11 @@ logger = logging.getLogger("difytrace")
 INSTRUMENTORS: dict[str, tuple[str, str]] = {
     "difytrace_flask": ("flask", "difytrace.instrumentation.flask:FlaskInstrumentor"),
     "difytrace_celery": ("celery", "difytrace.instrumentation.celery:CeleryInstrumentor"),
+    "difytrace_openai": ("openai", "difytrace.instrumentation.llm.openai:OpenAIInstrumentor"),
+    "difytrace_litellm": (
+        "litellm",
+        "difytrace.instrumentation.llm.litellm:LiteLLMInstrumentor",
+    ),
 }
 
 

@@ -3,9 +3,9 @@ OTLP receiver so that a test reads the same objects whichever way the telemetry 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -45,6 +45,26 @@ class CapturedSpan:
     def duration_s(self) -> float:
         """End minus start, in seconds."""
         return (self.end_time_ns - self.start_time_ns) / 1e9
+
+    def __hash__(self) -> int:
+        return hash((self.trace_id, self.span_id))
+
+
+class HasSpans(Protocol):
+    """Anything holding captured spans: ``span_capture``, an ``OTLPReceiver``."""
+
+    def spans(self) -> list[CapturedSpan]: ...
+
+
+SpanSource = Iterable[CapturedSpan] | HasSpans
+
+
+def as_spans(source: SpanSource) -> list[CapturedSpan]:
+    """A list of spans from a list, or from an object with ``.spans()``."""
+    spans = getattr(source, "spans", None)
+    if callable(spans):
+        return list(spans())
+    return list(source)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from difytrace.testing._model import CapturedSpan
@@ -40,30 +40,47 @@ def span_line(span: CapturedSpan, keys: Collection[str] = ()) -> str:
     return " ".join(parts)
 
 
+def _line(span: CapturedSpan, keys: Collection[str], marks: Mapping[str, str]) -> str:
+    mark = marks.get(span.span_id)
+    return span_line(span, keys) + (f"   {mark}" if mark else "")
+
+
 def _tree_lines(
     span: CapturedSpan,
     index: dict[str | None, list[CapturedSpan]],
     keys: Collection[str],
+    marks: Mapping[str, str],
+    *,
     prefix: str,
     out: list[str],
 ) -> None:
     kids = index.get(span.span_id, [])
     for i, child in enumerate(kids):
         last = i == len(kids) - 1
-        out.append(prefix + ("└── " if last else "├── ") + span_line(child, keys))
-        _tree_lines(child, index, keys, prefix + ("    " if last else "│   "), out)
+        out.append(prefix + ("└── " if last else "├── ") + _line(child, keys, marks))
+        _tree_lines(
+            child, index, keys, marks, prefix=prefix + ("    " if last else "│   "), out=out
+        )
 
 
 def render_spans(
-    spans: Iterable[CapturedSpan], keys: Collection[str] = (), indent: str = "  "
+    spans: Iterable[CapturedSpan],
+    keys: Collection[str] = (),
+    indent: str = "  ",
+    marks: Mapping[str, str] | None = None,
 ) -> str:
-    """Every trace in ``spans`` drawn as a tree, one root per block."""
+    """Every trace in ``spans`` drawn as a tree, one root per block.
+
+    ``keys`` chooses the attributes shown (else the first few); ``marks`` appends a note to
+    the line of the span with that id.
+    """
     spans = list(spans)
     index = children_index(spans)
+    marks = marks or {}
     out: list[str] = []
     for root in index.get(None, []):
-        out.append(indent + span_line(root, keys))
-        _tree_lines(root, index, keys, indent, out)
+        out.append(indent + _line(root, keys, marks))
+        _tree_lines(root, index, keys, marks, prefix=indent, out=out)
     return "\n".join(out)
 
 

@@ -51,6 +51,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         os.environ["DIFYTRACE_STRICT"] = env
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Start every test with an empty capture, so that memory stays bounded in long runs."""
+    install_global_capture().clear()
+
+
 @pytest.fixture
 def span_capture() -> SpanCapture:
     """Spans and metrics of this process, cleared at the start of the test."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from typing import Any
 
-from difytrace.testing._model import CapturedSpan
+from difytrace.testing._model import CapturedSpan, SpanSource, as_spans
 
 IGNORED = "<ignored>"
 
@@ -31,7 +31,7 @@ def _attributes(
 
 
 def normalize_trace(
-    spans: Iterable[CapturedSpan],
+    spans: SpanSource,
     *,
     ignore_attributes: Collection[str] = (),
     include_resource: bool = False,
@@ -44,7 +44,7 @@ def normalize_trace(
     the snapshot keeps the ordering (who started first, who ended last) but not the
     durations. Attributes named in ``ignore_attributes`` show as ``"<ignored>"``.
     """
-    ordered = _order(list(spans))
+    ordered = _order(as_spans(spans))
     ids: dict[str, str] = {}
     for span in ordered:
         ids.setdefault(span.trace_id, f"t{sum(v.startswith('t') for v in ids.values()) + 1}")

@@ -11,12 +11,12 @@ run of children. The expected root may match any span of that name, at any depth
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from difytrace.testing._model import CapturedSpan
+from difytrace.testing._model import CapturedSpan, SpanSource, as_spans
 from difytrace.testing._render import children_index, render_expected, render_spans
 
 
@@ -163,10 +163,16 @@ def explain_node(span: CapturedSpan, spec: S) -> str | None:
     return None
 
 
-def _explain(matcher: _Matcher, span: CapturedSpan, spec: S) -> str:
+def _closest(candidates: list[CapturedSpan], spec: S) -> CapturedSpan:
+    # Prefer a span that matches itself (then its children are to blame), then the earliest.
+    return min(candidates, key=lambda c: (explain_node(c, spec) is not None, c.start_time_ns))
+
+
+def _explain(matcher: _Matcher, span: CapturedSpan, spec: S) -> tuple[CapturedSpan, str]:
+    """The span to blame and why, for the closest candidate."""
     reason = explain_node(span, spec)
     if reason is not None:
-        return reason
+        return span, reason
     kids = matcher.index.get(span.span_id, [])
     for entry in spec.children:
         child_spec = entry.spec if isinstance(entry, Repeat) else entry
@@ -176,12 +182,12 @@ def _explain(matcher: _Matcher, span: CapturedSpan, spec: S) -> str:
             continue
         named = [k for k in kids if _name_ok(child_spec.name, k.name)]
         if named and not fitting:
-            return _explain(matcher, named[0], child_spec)
-        return (
+            return _explain(matcher, _closest(named, child_spec), child_spec)
+        return span, (
             f"{span.name!r}: expected {low}+ child(ren) like {child_spec.name!r}, "
             f"found {len(fitting)} among {[k.name for k in kids]}"
         )
-    return (
+    return span, (
         f"{span.name!r}: every expected child has a candidate, but not together "
         "(order, counts, or extra children with exact=True)"
     )
@@ -196,10 +202,10 @@ def _keys(spec: S | Repeat, into: set[str]) -> set[str]:
 
 
 def find_tree(
-    spans: Iterable[CapturedSpan], expected: S, *, ordered: bool = False, exact: bool = False
+    spans: SpanSource, expected: S, *, ordered: bool = False, exact: bool = False
 ) -> CapturedSpan | None:
     """The first span (by start time) at which ``expected`` matches, else None."""
-    spans = list(spans)
+    spans = as_spans(spans)
     matcher = _Matcher(spans, ordered, exact)
     for span in sorted(spans, key=lambda s: s.start_time_ns):
         if matcher.node(span, expected):
@@ -208,27 +214,31 @@ def find_tree(
 
 
 def assert_tree(
-    spans: Iterable[CapturedSpan], expected: S, *, ordered: bool = False, exact: bool = False
+    spans: SpanSource, expected: S, *, ordered: bool = False, exact: bool = False
 ) -> CapturedSpan:
     """Assert that some span roots a tree matching ``expected``; return that span.
+
+    ``spans`` is a list of :class:`CapturedSpan` or anything with ``.spans()`` (the
+    ``span_capture`` fixture, an :class:`OTLPReceiver`).
 
     On failure the AssertionError draws the expected tree and every actual trace, and says
     why the closest candidate did not match.
     """
     __tracebackhide__ = True
-    spans = list(spans)
+    spans = as_spans(spans)
     found = find_tree(spans, expected, ordered=ordered, exact=exact)
     if found is not None:
         return found
     matcher = _Matcher(spans, ordered, exact)
     candidates = [s for s in spans if _name_ok(expected.name, s.name)]
-    why = (
-        _explain(matcher, candidates[0], expected)
-        if candidates
-        else f"no span is named {expected.name!r}"
-    )
+    marks: dict[str, str] = {}
+    if candidates:
+        blamed, why = _explain(matcher, _closest(candidates, expected), expected)
+        marks[blamed.span_id] = "✗ here"
+    else:
+        why = f"no span is named {expected.name!r}"
     keys = _keys(expected, set())
-    actual = render_spans(spans, keys) if spans else "  (no spans)"
+    actual = render_spans(spans, keys, marks=marks) if spans else "  (no spans)"
     raise AssertionError(
         f"span tree not found: {why}\n\nExpected:\n{render_expected(expected)}\n\n"
         f"Actual ({len(spans)} span(s)):\n{actual}"

@@ -8,11 +8,36 @@ reads the settings that matter here (content capture, conventions mode, price ov
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from difytrace.instrumentation.llm.telemetry import Telemetry
 
 logger = logging.getLogger("difytrace")
+
+
+def when_imported(name: str, patch: Callable[[Any], None]) -> Callable[[], None]:
+    """Run ``patch(module)`` once ``name`` is imported (now, if it already is); the returned
+    function cancels a patch still pending. Instrumenting never imports the library itself:
+    importing openai or litellm costs seconds, and litellm may fetch data at import."""
+    import wrapt
+
+    from difytrace._guard import internal_errors
+
+    active = [True]
+
+    def hook(module: Any) -> None:
+        if active[0]:
+            active[0] = False
+            with internal_errors(f"instrument {name}"):
+                patch(module)
+
+    wrapt.register_post_import_hook(hook, name)
+
+    def cancel() -> None:
+        active[0] = False
+
+    return cancel
 
 
 def build_telemetry(kwargs: dict[str, Any], *, library: str) -> Telemetry:

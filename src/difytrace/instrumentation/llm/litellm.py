@@ -7,10 +7,11 @@ provider litellm routes to.
 The module attributes ``litellm.completion`` and ``litellm.acompletion`` are wrapped; code
 that did ``from litellm import completion`` *before* instrumentation keeps the bare function
 (instrument first, as ``opentelemetry-instrument`` and ``difytrace.configure()`` do).
+Instrumenting before litellm is imported is fine: the patch is applied when it is.
 
-Importing litellm can fetch its model price map from the network; difytrace never imports
-litellm on its own before the host does, and its tests set ``LITELLM_LOCAL_MODEL_COST_MAP=True``
-(recommended in production too, see the README).
+Importing litellm fetches its model price map from the network unless
+``LITELLM_LOCAL_MODEL_COST_MAP=True``; difytrace never imports litellm itself (the patch waits
+for the host's import), and its tests set that variable (recommended in production too).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 
 from difytrace import semconv_genai as g
 from difytrace._guard import internal_errors
-from difytrace.instrumentation.llm import build_telemetry
+from difytrace.instrumentation.llm import build_telemetry, when_imported
 from difytrace.instrumentation.llm.chat import (
     ChatStreamAccumulator,
     input_messages,
@@ -169,19 +170,26 @@ class LiteLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("litellm >= 1.40",)
 
-    def _instrument(self, **kwargs: Any) -> None:
-        import litellm
+    _cancel: Callable[[], None] | None = None
 
+    def _instrument(self, **kwargs: Any) -> None:
         telemetry = build_telemetry(kwargs, library="litellm")
-        for name in _FUNCTIONS:
-            original = getattr(litellm, name)
-            self._originals[name] = original
-            wrap = _wrap_async if name == "acompletion" else _wrap_sync
-            setattr(litellm, name, wrap(telemetry, original))
+
+        def patch(litellm: Any) -> None:
+            for name in _FUNCTIONS:
+                original = getattr(litellm, name)
+                self._originals[name] = original
+                wrap = _wrap_async if name == "acompletion" else _wrap_sync
+                setattr(litellm, name, wrap(telemetry, original))
+
+        self._cancel = when_imported("litellm", patch)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        import litellm
+        if self._cancel is not None:
+            self._cancel()
+        if self._originals:
+            import litellm
 
-        for name, original in list(self._originals.items()):
-            setattr(litellm, name, original)
-            del self._originals[name]
+            for name, original in list(self._originals.items()):
+                setattr(litellm, name, original)
+                del self._originals[name]

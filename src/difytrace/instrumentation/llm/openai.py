@@ -20,7 +20,7 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from difytrace import semconv_genai as g
 from difytrace._guard import internal_errors
-from difytrace.instrumentation.llm import build_telemetry
+from difytrace.instrumentation.llm import build_telemetry, when_imported
 from difytrace.instrumentation.llm.chat import (
     ChatStreamAccumulator,
     input_messages,
@@ -181,14 +181,26 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("openai >= 1.0",)
 
+    _patched = False
+    _cancel: Callable[[], None] | None = None
+
     def _instrument(self, **kwargs: Any) -> None:
         telemetry = build_telemetry(kwargs, library="openai")
-        for module, cls, kind, is_async in _TARGETS:
-            factory = _async_wrapper if is_async else _sync_wrapper
-            wrapt.wrap_function_wrapper(module, f"{cls}.create", factory(telemetry, kind))
+
+        def patch(_: Any) -> None:
+            for module, cls, kind, is_async in _TARGETS:
+                factory = _async_wrapper if is_async else _sync_wrapper
+                wrapt.wrap_function_wrapper(module, f"{cls}.create", factory(telemetry, kind))
+            self._patched = True
+
+        self._cancel = when_imported("openai", patch)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         import importlib
 
-        for module, cls, _, _ in _TARGETS:
-            unwrap(getattr(importlib.import_module(module), cls), "create")
+        if self._cancel is not None:
+            self._cancel()
+        if self._patched:
+            for module, cls, _, _ in _TARGETS:
+                unwrap(getattr(importlib.import_module(module), cls), "create")
+            self._patched = False

@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import baggage, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from difytrace import semconv_genai as g
@@ -24,6 +24,7 @@ from difytrace.instrumentation.llm.pricing import PriceBook
 from difytrace.instrumentation.llm.rollup import RollupSpanProcessor
 from difytrace.instrumentation.llm.usage import Usage, estimated
 
+_BAGGAGE_LABELS = ("tenant.id", "app.id")
 _DURATION_BUCKETS = (
     0.01,
     0.02,
@@ -103,7 +104,7 @@ class Telemetry:
             _DURATION_BUCKETS,
         )
         self._cost = meter.create_counter(
-            g.METRIC_COST, unit="USD", description="Estimated cost of GenAI calls."
+            g.METRIC_COST, unit="{USD}", description="Estimated cost of GenAI calls (USD)."
         )
 
     def start(
@@ -237,6 +238,12 @@ class Telemetry:
             attrs[g.SERVER_ADDRESS] = inv.server_address
             if inv.server_port:
                 attrs[g.SERVER_PORT] = inv.server_port
+        entries = baggage.get_all()
+        if entries:  # tenant / app carried by difytrace's Flask and Celery instrumentation
+            for key in _BAGGAGE_LABELS:
+                value = entries.get(key)
+                if isinstance(value, str):
+                    attrs[key] = value
         return attrs
 
     def _cost_of(self, inv: Invocation, attrs: dict[str, Any]) -> float | None:
@@ -281,13 +288,16 @@ class Telemetry:
     def _record_tokens(
         self, inv: Invocation, metric_attrs: dict[str, Any], cost: float | None
     ) -> None:
+        flag = "true" if inv.usage_estimated else "false"
         if inv.input_tokens is not None:
             self._tokens.record(
-                inv.input_tokens, {**metric_attrs, g.TOKEN_TYPE: g.TOKEN_TYPE_INPUT}
+                inv.input_tokens,
+                {**metric_attrs, g.TOKEN_TYPE: g.TOKEN_TYPE_INPUT, g.USAGE_ESTIMATED: flag},
             )
         if inv.output_tokens is not None:
             self._tokens.record(
-                inv.output_tokens, {**metric_attrs, g.TOKEN_TYPE: g.TOKEN_TYPE_OUTPUT}
+                inv.output_tokens,
+                {**metric_attrs, g.TOKEN_TYPE: g.TOKEN_TYPE_OUTPUT, g.USAGE_ESTIMATED: flag},
             )
         if cost:
             self._cost.add(cost, metric_attrs)
