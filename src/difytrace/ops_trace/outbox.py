@@ -219,6 +219,15 @@ def configure(settings: Settings | None = None) -> Outbox:
         return _outbox
 
 
+def shutdown(timeout_s: float = 2.0) -> None:
+    """Flush (up to ``timeout_s``) and drop this process's outbox; the next submit rebuilds it."""
+    global _outbox  # noqa: PLW0603 - see configure()
+    with _lock:
+        if _outbox is not None:
+            _outbox.stop(timeout_s)
+            _outbox = None
+
+
 def current() -> Outbox:
     """This process's outbox, built from the environment on first use."""
     return _outbox if _outbox is not None else configure()
