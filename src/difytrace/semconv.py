@@ -24,6 +24,25 @@ SERVER_PORT = "server.port"
 USER_AGENT_ORIGINAL = "user_agent.original"
 NETWORK_PROTOCOL_VERSION = "network.protocol.version"
 ERROR_TYPE = "error.type"
+# Set, with http.request.method "_OTHER", when the method is not one semconv knows.
+HTTP_REQUEST_METHOD_ORIGINAL = "http.request.method_original"
+#: Buckets (s) semconv advises for http.server.request.duration.
+HTTP_DURATION_BUCKETS_S = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
 
 # --- Streaming (server-sent events) responses: difytrace's own --------------------------
 HTTP_STREAM = "difytrace.http.stream"
