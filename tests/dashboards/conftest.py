@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 DASHGEN_SRC = Path(__file__).resolve().parents[2] / "dashboards" / "src"
-if str(DASHGEN_SRC) not in sys.path:
-    sys.path.insert(0, str(DASHGEN_SRC))
+# dashgen (the generator, not installed) and this directory's helpers (dash_synthetic).
+for _path in (DASHGEN_SRC, Path(__file__).resolve().parent):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 def _binary(name: str) -> str:

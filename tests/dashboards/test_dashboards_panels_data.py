@@ -1,0 +1,349 @@
+"""Every dashboard panel query returns data from a real Prometheus scraping real difytrace.
+
+A Flask API process and a Celery worker process (tests/dashboards/workload.py) run with
+difytrace configured and expose their metrics (difytrace.prometheus); a Prometheus started here
+(Debian package, 127.0.0.1, temporary storage, 1 s scrapes) scrapes them while the test drives
+traffic twice (so every counter has grown inside the rate window). Metrics no instrumentation
+of the workload emits yet, and the collector-only span metrics, are backfilled from
+synthetic.py first. Then every target of every dashboard, with its template variables resolved
+by their own queries against the same server, must return a non-empty result whose series
+carry every ``by (...)`` label, with finite values. ``$__rate_interval`` is resolved to 5m.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dash_synthetic as synthetic
+import pytest
+from dashgen.__main__ import DEFAULT_OUT as DASHBOARDS
+from dashgen.grafana import by_labels
+
+from difytrace import semconv as sc
+from difytrace.semconv import MetricSpec
+
+HERE = Path(__file__).resolve().parent
+REDIS_DB = 13  # this test's own database
+RATE_INTERVAL = "5m"
+#: instrumentation module → the metrics the workload makes it emit live.
+LIVE: dict[str, tuple[MetricSpec, ...]] = {
+    "difytrace.instrumentation.flask": (sc.HTTP_SERVER_DURATION, sc.HTTP_STREAM_DURATION),
+    "difytrace.instrumentation.celery": (
+        sc.CELERY_TASK_DURATION,
+        sc.CELERY_QUEUE_WAIT_DURATION,
+        sc.CELERY_TASK_PUBLISHED,
+    ),
+}
+T = TypeVar("T")
+
+
+def live_specs() -> list[MetricSpec]:
+    return [s for mod, specs in LIVE.items() if importlib.util.find_spec(mod) for s in specs]
+
+
+def poll(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+class Prom:
+    """A tiny client of the Prometheus HTTP API."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def get(self, path: str, **params: Any) -> Any:
+        url = f"{self.base}{path}?{urllib.parse.urlencode(params, doseq=True)}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                body = json.load(resp)
+        except urllib.error.HTTPError as exc:  # 400 = bad PromQL: say which and why
+            raise AssertionError(f"{exc.code} {exc.read().decode()} for {params}") from None
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        return list(self.get("/api/v1/query", query=expr)["result"])
+
+    def label_values(self, label: str, series: str) -> list[str]:
+        return list(self.get(f"/api/v1/label/{label}/values", **{"match[]": series}))
+
+
+def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=HERE)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, prometheus_bin: str, promtool: str
+) -> Iterator[dict[str, Any]]:
+    if not redis_up():
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    tmp = tmp_path_factory.mktemp("dash")
+    queue = f"dash-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DIFYTRACE_STRICT": "1",
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
+    for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER"):
+        env.pop(var, None)
+    redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        ports = {}
+        for role in ("worker", "api"):
+            ready = tmp / f"{role}.json"
+            procs.append(
+                _spawn(
+                    [
+                        sys.executable,
+                        str(HERE / "workload.py"),
+                        role,
+                        "--redis",
+                        redis_url,
+                        "--queue",
+                        queue,
+                        "--ready",
+                        str(ready),
+                    ],
+                    tmp / f"{role}.log",
+                    env,
+                )
+            )
+            ports[role] = json.loads(
+                poll(f"{role} ready", lambda r=ready: _ready_file(r, procs[-1]))
+            )
+        live = live_specs()
+        synthetic_specs = [s for s in (*sc.METRICS, *sc.COLLECTOR_METRICS) if s not in live]
+        data = tmp / "data"
+        (tmp / "synthetic.om").write_text(synthetic.openmetrics(synthetic_specs, int(time.time())))
+        subprocess.run(
+            [
+                promtool,
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                str(tmp / "synthetic.om"),
+                str(data),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": f"dash-{role}",
+                    "static_configs": [{"targets": [f"127.0.0.1:{ports[role]['metrics_port']}"]}],
+                }
+                for role in ("api", "worker")
+            ],
+        }
+        (tmp / "prometheus.yml").write_text(json.dumps(config))
+        port = free_port()
+        procs.append(
+            _spawn(
+                [
+                    prometheus_bin,
+                    f"--config.file={tmp / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={data}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                tmp / "prometheus.log",
+                env,
+            )
+        )
+        prom = Prom(port)
+        poll("prometheus ready", lambda: _ready(prom.base))
+        api = f"http://127.0.0.1:{ports['api']['http_port']}"
+        yield {"prom": prom, "api": api, "live": live, "tmp": tmp}
+    finally:
+        _stop(procs)
+
+
+def _ready_file(path: Path, proc: subprocess.Popen[bytes]) -> str | None:
+    if proc.poll() is not None:
+        log = path.with_suffix(".log").read_text(errors="replace")[-3000:]
+        raise AssertionError(f"{path.stem} exited with {proc.returncode}:\n{log}")
+    return path.read_text() if path.exists() else None
+
+
+def _ready(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/-/ready", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def _hit(api: str, path: str) -> None:
+    try:
+        with urllib.request.urlopen(api + path, timeout=10) as resp:
+            resp.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code != 500:  # /fail answers 500 on purpose
+            raise
+
+
+def _traffic(api: str) -> None:
+    for path in (
+        "/ok",
+        "/ok",
+        "/fail",
+        "/stream",
+        "/stream",
+        "/enqueue/ok",
+        "/enqueue/fail",
+        "/enqueue/retry",
+    ):
+        _hit(api, path)
+
+
+def _count(prom: Prom, expr: str) -> int:
+    result = prom.query(f"count({expr})")
+    return int(float(result[0]["value"][1])) if result else 0
+
+
+def _all_grew(prom: Prom, specs: list[MetricSpec]) -> bool:
+    """Every live series has grown inside the rate window (what rate() needs)."""
+    for spec in specs:
+        series = spec.prometheus_name + ("_count" if spec.instrument == "histogram" else "")
+        series += '{job=~"dash-.*"}'
+        total = _count(prom, series)
+        if not total or _count(prom, f"increase({series}[{RATE_INTERVAL}]) > 0") < total:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def scraped(stack: dict[str, Any]) -> dict[str, Any]:
+    """Drive traffic until Prometheus has seen every live series grow (rounds of traffic)."""
+    prom, live = stack["prom"], stack["live"]
+    _traffic(stack["api"])
+    if sc.CELERY_TASK_DURATION in live:  # the worker ran ok, fail and retry at least once
+        states = f"count by (celery_task_state) ({sc.CELERY_TASK_DURATION.prometheus_name}_count)"
+        poll("celery states", lambda: len(prom.query(states)) >= 3)
+    for round_ in range(3):
+        _traffic(stack["api"])
+        try:
+            poll("every live series grew", lambda: _all_grew(prom, live), timeout=15)
+            break
+        except AssertionError:
+            if round_ == 2:
+                raise
+    return stack
+
+
+def _resolve(prom: Prom, board: dict[str, Any]) -> dict[str, str]:
+    values = {"__rate_interval": RATE_INTERVAL}
+    for var in board["templating"]["list"]:
+        if var["type"] != "query":
+            continue
+        found = prom.label_values(*_parse_label_values(var["query"]["query"]))
+        assert found, f"{board['uid']}: variable {var['name']} ({var['definition']}) is empty"
+        values[var["name"]] = (
+            var.get("allValue") or "(" + "|".join(map(_grafana_escape, found)) + ")"
+        )
+    return values
+
+
+def _grafana_escape(value: str) -> str:
+    # As Grafana's Prometheus data source escapes a multi-value variable inside a PromQL string.
+    return re.sub(r"([\\$^*{}\[\]'+?.()|])", r"\\\\\1", value)
+
+
+def _parse_label_values(query: str) -> tuple[str, str]:
+    match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query)
+    assert match, query
+    return match.group(2), match.group(1)
+
+
+def _substitute(expr: str, values: dict[str, str]) -> str:
+    def repl(match: re.Match[str]) -> str:
+        return values[match.group(1) or match.group(2)]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", repl, expr)
+
+
+BOARDS = sorted(DASHBOARDS.glob("*.json"))
+
+
+def _check_board(prom: Prom, board: dict[str, Any]) -> Iterator[str]:
+    values = _resolve(prom, board)
+    for panel in board["panels"]:
+        for target in panel["targets"]:
+            expr = _substitute(target["expr"], values)
+            result = prom.query(expr)
+            where = f"{board['uid']} / {panel['title']} [{target['refId']}]: {expr}"
+            if not result:
+                yield f"no data: {where}"
+            for series in result:
+                missing = [lbl for lbl in by_labels(expr) if not series["metric"].get(lbl)]
+                if missing:
+                    yield f"labels {missing} missing in {series['metric']}: {where}"
+                if not math.isfinite(float(series["value"][1])):
+                    yield f"value {series['value'][1]} in {series['metric']}: {where}"
+
+
+# One test over all boards: the stack (2 processes + Prometheus) starts once per run, also
+# under xdist.
+@pytest.mark.integration
+def test_every_panel_returns_data(scraped: dict[str, Any]) -> None:
+    prom: Prom = scraped["prom"]
+    assert len(BOARDS) == 5
+    problems = [p for path in BOARDS for p in _check_board(prom, json.loads(path.read_text()))]
+    assert not problems, "\n".join(problems)
+    # The live metrics are really scraped from the two processes, not backfilled.
+    for spec in scraped["live"]:
+        suffix = "_count" if spec.instrument == "histogram" else ""
+        jobs = {r["metric"]["job"] for r in prom.query(f"{spec.prometheus_name}{suffix}")}
+        assert jobs & {"dash-api", "dash-worker"}, (spec.name, jobs)
+        assert "synthetic" not in jobs, spec.name

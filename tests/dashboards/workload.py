@@ -1,0 +1,121 @@
+"""The real difytrace workload the dashboard test scrapes (run as a script, one process each).
+
+``python workload.py api|worker --redis URL --queue NAME --ready FILE``
+
+* ``api``: a Flask app (werkzeug server, threaded) with difytrace configured: ``/ok``,
+  ``/fail`` (raises → 500), ``/stream`` (server-sent events), ``/enqueue/<kind>`` (publishes a
+  Celery task: ok, fail, retry).
+* ``worker``: a real Celery worker (solo pool) consuming ``NAME`` on Redis.
+
+Each process exposes its metrics with :func:`difytrace.prometheus.serve` on a free port and
+writes ``{"metrics_port": ..., "http_port": ...}`` to ``FILE`` when ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+
+def make_celery(redis_url: str, queue: str) -> Celery:
+    app = Celery("dashworkload", broker=redis_url)
+    app.conf.update(
+        task_default_queue=queue,
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+
+    @app.task(name="dash.ok")
+    def ok() -> str:
+        time.sleep(0.01)
+        return "ok"
+
+    @app.task(name="dash.fail")
+    def fail() -> None:
+        raise ValueError("dashboard workload: planned failure")
+
+    @app.task(name="dash.retry", bind=True, max_retries=1)
+    def retry(self: Any) -> str:
+        if self.request.retries == 0:
+            raise self.retry(countdown=0)
+        return "retried"
+
+    return app
+
+
+def _write_ready(path: str, **ports: int) -> None:
+    tmp = Path(path + ".tmp")
+    tmp.write_text(json.dumps(ports))
+    tmp.replace(path)  # atomic: the test never reads half a file
+
+
+def run_api(args: argparse.Namespace) -> None:
+    from flask import Flask, Response
+    from werkzeug.serving import make_server
+
+    celery_app = make_celery(args.redis, args.queue)
+    app = Flask("dashworkload")
+
+    @app.get("/ok")
+    def ok() -> str:
+        return "ok"
+
+    @app.get("/fail")
+    def fail() -> str:
+        raise RuntimeError("dashboard workload: planned 500")
+
+    @app.get("/stream")
+    def stream() -> Response:
+        def events() -> Iterator[str]:
+            for i in range(3):
+                yield f"data: {i}\n\n"
+
+        return Response(events(), mimetype="text/event-stream")
+
+    @app.get("/enqueue/<kind>")
+    def enqueue(kind: str) -> str:
+        celery_app.send_task(f"dash.{kind}", queue=args.queue)
+        return "queued"
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    _write_ready(args.ready, metrics_port=args.metrics_port, http_port=server.server_port)
+    server.serve_forever()
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    celery_app = make_celery(args.redis, args.queue)
+    _write_ready(args.ready, metrics_port=args.metrics_port, http_port=0)
+    celery_app.worker_main(
+        ["worker", "--pool=solo", f"--queues={args.queue}", "--loglevel=WARNING",
+         "--without-heartbeat", "--without-gossip", "--without-mingle"]
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("role", choices=["api", "worker"])
+    parser.add_argument("--redis", required=True)
+    parser.add_argument("--queue", required=True)
+    parser.add_argument("--ready", required=True)
+    args = parser.parse_args()
+
+    import difytrace
+    from difytrace.prometheus import serve
+
+    endpoint = serve(port=0)
+    args.metrics_port = endpoint.port
+    difytrace.configure(enabled=True, service_name=f"dash-{args.role}", exporter="none")
+    os.environ.setdefault("DIFYTRACE_STRICT", "1")
+    (run_api if args.role == "api" else run_worker)(args)
+
+
+if __name__ == "__main__":
+    main()
