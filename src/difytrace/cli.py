@@ -36,7 +36,10 @@ def _parser(
 
 def console() -> Console:
     """The output console; wide enough for waterfalls when the output is not a terminal."""
-    return Console(width=None if sys.stdout.isatty() else 160)
+    if sys.stdout.isatty():
+        return Console()
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=int(columns) if columns.isdigit() else 160)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -71,6 +74,41 @@ def _receive(args: argparse.Namespace) -> int:
         max_traces=args.max_traces,
         console=console(),
     )
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from difytrace import doctor
+
+    return doctor.run(modules=args.imports, timeout_s=args.timeout, environ=None, console=console())
+
+
+def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    doctor = _parser(
+        "doctor",
+        "Check settings, gevent patch order, instrumentation, destinations and "
+        "the ops_trace queue; exit 1 when a check fails.",
+        "  difytrace doctor\n"
+        "  difytrace doctor --import app:app        # also check the app's patch order\n"
+        "  OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 difytrace doctor\n",
+        sub,
+    )
+    doctor.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE (or gunicorn's module:app) in a "
+        "fresh interpreter first, as the app starts; repeatable",
+    )
+    doctor.add_argument(
+        "--timeout",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="timeout of each probe (default: %(default)s)",
+    )
+    doctor.set_defaults(handler=_doctor)
 
 
 def _add_receive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -155,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--markdown", action="store_true", help="print the README's markdown table"
     )
     settings.set_defaults(handler=_settings)
+    _add_doctor(sub)
     _add_receive(sub)
     _add_ops_trace(sub)
     return parser

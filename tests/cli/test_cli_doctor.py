@@ -1,0 +1,136 @@
+"""`difytrace doctor` against fake destinations, a real Redis and a closed port."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from difytrace.testing import OTLPReceiver
+from tests.cli.cli_support import LANGFUSE_KEYS, LANGSMITH_KEY, run_cli
+
+pytestmark = pytest.mark.integration
+
+REDIS_DB = "redis://127.0.0.1:6379/13"
+
+
+def _routing(tmp_path: Path, vendor: str, otlp: str, secret: str) -> Path:
+    path = tmp_path / "destinations.yaml"
+    path.write_text(
+        "default:\n"
+        f"  - {{kind: langfuse, host: '{vendor}', public_key: {LANGFUSE_KEYS[0]},"
+        " secret_key: '${LF_SECRET}'}\n"
+        "tenants:\n"
+        "  t1:\n"
+        f"    destinations: [{{kind: langsmith, endpoint: '{vendor}', api_key: {LANGSMITH_KEY}}}]\n"
+        "    apps:\n"
+        f"      a1: [{{kind: otlp, endpoint: '{otlp}/v1/traces'}}]\n"
+    )
+    return path
+
+
+def _env(tmp_path: Path, vendor: str, receiver: OTLPReceiver, secret: str) -> dict[str, str]:
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "DIFYTRACE_ENABLED": "true",
+        "DIFYTRACE_OPS_TRACE_DESTINATIONS": str(
+            _routing(tmp_path, vendor, receiver.endpoint, secret)
+        ),
+        "LF_SECRET": secret,
+        "DIFYTRACE_OPS_TRACE_BROKER_URL": REDIS_DB,
+        "DIFYTRACE_OPS_TRACE_QUEUE": f"doctor-{uuid.uuid4().hex[:8]}",
+        "DIFYTRACE_OPS_TRACE_KEY_PREFIX": f"doctor-test:{uuid.uuid4().hex[:8]}",
+    }
+
+
+def _line(out: str, *parts: str) -> str:
+    for line in out.splitlines():
+        if all(p in line for p in parts):
+            return line
+    raise AssertionError(f"no line with {parts} in:\n{out}")
+
+
+def test_healthy_setup_passes(
+    tmp_path: Path, fake_vendor: str, otlp_receiver: OTLPReceiver
+) -> None:
+    receiver = otlp_receiver
+    proc = run_cli("doctor", env=_env(tmp_path, fake_vendor, receiver, LANGFUSE_KEYS[1]))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "✓" in _line(
+        proc.stdout, "OTLP traces", receiver.endpoint, "(from OTEL_EXPORTER_OTLP_ENDPOINT)"
+    )
+    assert "credentials accepted" in _line(proc.stdout, "Langfuse", fake_vendor, "(default)")
+    assert "credentials accepted" in _line(proc.stdout, "LangSmith", "(tenant t1)")
+    assert "✓" in _line(proc.stdout, "OTLP", "(tenant t1 app a1)")
+    assert "PING answered" in _line(proc.stdout, "broker redis://127.0.0.1:6379/13")
+    assert "0 message(s) waiting" in proc.stdout
+    assert "0 dead letter(s)" in proc.stdout
+    assert re.search(r"doctor: \d+ passed, 0 failed", proc.stdout)
+    assert receiver.spans() == []  # the probe exports nothing
+
+
+def test_wrong_key_names_the_destination_and_the_401(
+    tmp_path: Path, fake_vendor: str, otlp_receiver: OTLPReceiver
+) -> None:
+    receiver = otlp_receiver
+    proc = run_cli("doctor", env=_env(tmp_path, fake_vendor, receiver, "sk-wrong"))
+    assert proc.returncode == 1
+    line = _line(proc.stdout, "Langfuse", fake_vendor)
+    assert "✗" in line
+    assert "credentials rejected (HTTP 401" in line
+    assert "sk-wrong" not in proc.stdout + proc.stderr
+
+
+def test_unreachable_broker_is_named(
+    tmp_path: Path, fake_vendor: str, closed_port: int, otlp_receiver: OTLPReceiver
+) -> None:
+    receiver = otlp_receiver
+    env = _env(tmp_path, fake_vendor, receiver, LANGFUSE_KEYS[1])
+    env["DIFYTRACE_OPS_TRACE_BROKER_URL"] = f"redis://:hunter2@127.0.0.1:{closed_port}/0"
+    proc = run_cli("doctor", env=env)
+    assert proc.returncode == 1
+    line = _line(proc.stdout, f"broker redis://:****@127.0.0.1:{closed_port}/0")
+    assert "✗" in line
+    assert "unreachable" in line
+    assert "hunter2" not in proc.stdout + proc.stderr
+
+
+def test_unreachable_otlp_endpoint_fails(closed_port: int) -> None:
+    proc = run_cli("doctor", env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{closed_port}"})
+    assert proc.returncode == 1
+    assert "unreachable" in _line(proc.stdout, "OTLP traces", str(closed_port))
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        (
+            "import requests\nfrom gevent import monkey\nmonkey.patch_all()\n",
+            "Monkey-patching ssl after ssl has already been imported",
+        ),
+        ("from gevent import monkey\nmonkey.patch_all()\nimport requests\n", None),
+    ],
+    ids=["wrong-order", "right-order"],
+)
+def test_gevent_patch_order(
+    tmp_path: Path, otlp_receiver: OTLPReceiver, source: str, problem: str | None
+) -> None:
+    receiver = otlp_receiver
+    (tmp_path / "order_app.py").write_text(source)
+    proc = run_cli(
+        "doctor",
+        "--import",
+        "order_app:app",
+        cwd=tmp_path,
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint},
+    )
+    line = _line(proc.stdout, "gevent", "patch order (order_app:app)")
+    if problem is None:
+        assert proc.returncode == 0, proc.stdout
+        assert "✓" in line
+    else:
+        assert proc.returncode == 1
+        assert "✗" in line
+        assert problem in line
