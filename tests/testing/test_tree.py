@@ -55,8 +55,23 @@ def test_any_number_with_bounds(spans: list[CapturedSpan]) -> None:
     assert_tree(spans, S("POST /chat", children=[S.any_number(S("llm"), min=2, max=2)]))
     assert_tree(spans, S("POST /chat", children=[S.any_number(S("db"))]))
     assert find_tree(spans, S("POST /chat", children=[S.any_number(S("llm"), min=3)])) is None
+    # Unordered, every matching child counts: max is a real bound even without exact=True.
+    assert find_tree(spans, S("POST /chat", children=[S.any_number(S("llm"), max=1)])) is None
+    # ... except the children a plain expected node takes.
+    assert_tree(spans, S("POST /chat", children=[S("llm"), S.any_number(S("llm"), max=1)]))
+
+
+def test_overlapping_repeats_share_children(spans: list[CapturedSpan]) -> None:
+    anything = S.any_number(S(re.compile(".*")), min=2)
+    assert_tree(spans, S("POST /chat", children=[S.any_number(S("llm"), min=1), anything]))
     assert (
-        find_tree(spans, S("POST /chat", children=[S.any_number(S("llm"), max=1)]), exact=True)
+        find_tree(
+            spans,
+            S(
+                "POST /chat",
+                children=[S.any_number(S("llm"), min=2), S.any_number(S(re.compile(".*")), min=3)],
+            ),
+        )
         is None
     )
 
@@ -156,3 +171,45 @@ def test_failure_messages_name_the_mismatch(spans: list[CapturedSpan]) -> None:
 def test_empty_input() -> None:
     with pytest.raises(AssertionError, match=r"(?s)no span is named 'x'.*\(no spans\)"):
         assert_tree([], S("x"))
+
+
+def _span(name: str, span_id: int, parent: int | None, start: int) -> CapturedSpan:
+    return CapturedSpan(
+        name=name,
+        trace_id="1" * 32,
+        span_id=format(span_id, "016x"),
+        parent_span_id=None if parent is None else format(parent, "016x"),
+        kind="INTERNAL",
+        attributes={},
+        events=[],
+        status_code="UNSET",
+        status_description=None,
+        start_time_ns=start,
+        end_time_ns=start + 1,
+        resource={},
+        scope_name="synthetic",
+    )
+
+
+def test_thousands_of_children_do_not_hit_the_recursion_limit() -> None:
+    kids = [_span("chunk" if i % 2 else "tool", i, 1, i) for i in range(2, 3002)]
+    spans = [_span("stream", 1, None, 0), *kids]
+    children = [S("tool"), S.any_number(S("chunk"), min=1500, max=1500), S.any_number(S("tool"))]
+    assert_tree(spans, S("stream", children=children, exact=True))
+    assert_tree(
+        spans, S("stream", children=[S("tool"), S.any_number(S("chunk"), max=1)], ordered=True)
+    )
+    assert (
+        find_tree(spans, S("stream", children=[S("chunk"), S("chunk")], ordered=True, exact=True))
+        is None
+    )
+    assert find_tree(spans, S("stream", children=children[:2], exact=True)) is None
+
+
+def test_many_identical_expected_children_fail_fast() -> None:
+    kids = [_span("chunk", i, 1, i) for i in range(2, 302)]
+    spans = [_span("stream", 1, None, 0), *kids, _span("stray", 5000, 1, 5000)]
+    expected = S("stream", children=[S("chunk")] * 12 + [S.any_number(S("chunk"))], exact=True)
+    assert find_tree(spans, expected) is None
+    assert find_tree(spans, S("stream", children=[S("chunk")] * 301)) is None
+    assert_tree(spans, S("stream", children=[S("chunk")] * 300))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from difytrace.testing._model import CapturedSpan
 
 if TYPE_CHECKING:
-    from difytrace.testing.tree import Repeat, S
+    from difytrace.testing._spec import Repeat, S
 
 _MAX_VALUE = 40
 _DEFAULT_SHOWN = 3
@@ -92,7 +92,7 @@ def render_expected(spec: S | Repeat, indent: str = "  ") -> str:
 
 
 def _describe(spec: S | Repeat) -> str:
-    from difytrace.testing.tree import Repeat
+    from difytrace.testing._spec import Repeat
 
     if isinstance(spec, Repeat):
         high = "∞" if spec.max is None else str(spec.max)
@@ -112,7 +112,7 @@ def _describe(spec: S | Repeat) -> str:
 
 
 def _expected_lines(spec: S | Repeat, prefix: str, branch: str, out: list[str]) -> None:
-    from difytrace.testing.tree import Repeat
+    from difytrace.testing._spec import Repeat
 
     out.append(prefix + branch + _describe(spec))
     node = spec.spec if isinstance(spec, Repeat) else spec
