@@ -1,17 +1,22 @@
 """Test helpers for code instrumented with difytrace (and the pytest plugin behind them).
 
-Installed with difytrace, the plugin provides the ``span_capture`` and ``otlp_receiver``
-fixtures (see :mod:`difytrace.testing.plugin`; opt out with ``-p no:difytrace``)::
+Installed with difytrace, the plugin provides the ``span_capture``, ``otlp_receiver`` and
+``otlp_receiver_session`` fixtures (see :mod:`difytrace.testing.plugin`; opt out with
+``pytest -p no:difytrace``)::
 
     from difytrace.testing import S, assert_tree
 
     def test_chat(client, span_capture):
         client.post("/chat", json={"query": "hi"})
-        assert_tree(span_capture.spans(), S("POST /chat", attrs={"http.route": "/chat"},
-                                            children=[S.any_number(S("chat gpt-4o"), min=1)]))
+        assert_tree(span_capture, S("POST /chat", attrs={"http.route": "/chat"},
+                                    children=[S.any_number(S("chat gpt-4o"), min=1)]))
 
-Metric points from :meth:`SpanCapture.metrics` and :meth:`OTLPReceiver.metrics` are merged to
-one point per attribute set (delta points added, the latest of each cumulative stream).
+Spans from other processes: point them at ``otlp_receiver.endpoint``
+(``OTEL_EXPORTER_OTLP_ENDPOINT``) and ``otlp_receiver.wait_for(name=...)``. Snapshots:
+``normalize_trace(spans)``. Metrics: ``span_capture.metrics()`` / ``receiver.metrics()`` give
+one merged point per attribute set (delta points added, the latest of each cumulative
+stream); ``.histogram(name, attributes)`` gives its count and sum. ``reset_configuration()``
+lets ``difytrace.configure()`` run again in the same process.
 """
 
 from __future__ import annotations

@@ -1,0 +1,47 @@
+"""difytrace.testing is public API (users import it in their tests): pinned and documented."""
+
+from __future__ import annotations
+
+import inspect
+
+import difytrace.testing
+from difytrace.testing import plugin
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(difytrace.testing.__all__) == [
+        "CapturedSpan",
+        "HistogramTotals",
+        "MetricPoint",
+        "OTLPReceiver",
+        "ReceivedRequest",
+        "Repeat",
+        "S",
+        "SpanCapture",
+        "assert_tree",
+        "find_tree",
+        "histogram_totals",
+        "install_global_capture",
+        "matching",
+        "merge_points",
+        "normalize_trace",
+        "render_spans",
+        "reset_configuration",
+        "sum_value",
+    ]
+
+
+def test_every_public_name_and_method_has_a_docstring() -> None:
+    for name in difytrace.testing.__all__:
+        obj = getattr(difytrace.testing, name)
+        assert obj.__doc__, name
+        if inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                if not attr.startswith("_") and callable(member):
+                    assert member.__doc__, f"{name}.{attr}"
+
+
+def test_plugin_docstring_documents_the_fixtures_and_the_opt_out() -> None:
+    doc = plugin.__doc__ or ""
+    for needle in ("span_capture", "otlp_receiver", "otlp_receiver_session", "-p no:difytrace"):
+        assert needle in doc
