@@ -83,6 +83,11 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
         inv = getattr(self, "_self_inv", None)
         if inv is not None and not inv.ended:
             _end(inv, self._self_acc, None)
+            # Abandoned mid-stream: release the connection now rather than leak the socket.
+            with internal_errors("llm.stream.abandon"):
+                closer = getattr(self.__wrapped__, "close", None)
+                if callable(closer):
+                    closer()
 
 
 class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
