@@ -89,22 +89,22 @@ def workflow(
 def message(
     record_id: str = "msg-1", tenant: str = "tenant-a", *, app: str = "app-1", **extra: Any
 ) -> MessageRecord:
-    """A chat message with usage."""
-    return MessageRecord(
-        record_id=record_id,
-        tenant_id=tenant,
-        app_id=app,
-        user_id="u-1",
-        session_id="conv-1",
-        conversation_id="conv-1",
-        name="chat",
-        start_time=at(0),
-        end_time=at(900),
-        inputs={"query": "hello"},
-        outputs={"answer": "world"},
-        model="gpt-4o-mini",
-        model_provider="openai",
-        usage=Usage(input_tokens=12, output_tokens=3),
-        completion_start_time=at(300),
-        **extra,
-    )
+    """A chat message with usage; keywords override any field."""
+    fields: dict[str, Any] = {
+        "record_id": record_id,
+        "tenant_id": tenant,
+        "app_id": app,
+        "user_id": "u-1",
+        "session_id": "conv-1",
+        "conversation_id": "conv-1",
+        "name": "chat",
+        "start_time": at(0),
+        "end_time": at(900),
+        "inputs": {"query": "hello"},
+        "outputs": {"answer": "world"},
+        "model": "gpt-4o-mini",
+        "model_provider": "openai",
+        "usage": Usage(input_tokens=12, output_tokens=3),
+        "completion_start_time": at(300),
+    }
+    return MessageRecord(**{**fields, **extra})

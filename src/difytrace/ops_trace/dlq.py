@@ -102,21 +102,19 @@ class DeadLetters:
         batch: int = 200,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Re-queue entries (all when ``ids`` is None); returns how many were replayed."""
+        """Re-queue entries (all present now when ``ids`` is None); returns how many.
+
+        Entries that are not replayable (records refused at submit: only an error and a
+        preview were kept) are skipped and stay.
+        """
+        if ids is None:
+            ids = [i.decode() for i in self.store.client.zrange(self.index, 0, -1)]
         done = 0
-        pending = list(ids) if ids is not None else None
-        while True:
-            if pending is None:
-                chunk = [d for d in self.entries(batch) if d.replayable]
-                if not chunk:
-                    break
-            else:
-                chunk, pending = self._get(pending[:batch]), pending[batch:]
-            done += self._replay_chunk(chunk, publish)
+        for start in range(0, len(ids), batch):
+            chunk = list(ids[start : start + batch])
+            done += self._replay_chunk(self._get(chunk), publish)
             if progress is not None:
                 progress(len(chunk))
-            if pending is not None and not pending:
-                break
         return done
 
     def _replay_chunk(self, letters: list[DeadLetter], publish: Callable[[list[str]], None]) -> int:

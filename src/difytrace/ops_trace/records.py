@@ -251,13 +251,17 @@ RECORD_KINDS: tuple[str, ...] = (
     "prompt_generation",
 )
 
-_ADAPTER: TypeAdapter[Record] = TypeAdapter(Record)
+# The union needs the config too: without it, floats inside JsonValue fields accept NaN.
+_ADAPTER: TypeAdapter[Record] = TypeAdapter(Record, config=ConfigDict(allow_inf_nan=False))
+_NON_FINITE = (b"NaN", b"Infinity")
 
 
 def _explain(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err["loc"]) or "record"
+        if len(where) > 120:
+            where = where[:60] + "…" + where[-40:]
         parts.append(f"{where}: {err['msg']}")
     more = exc.error_count() - 5
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
@@ -269,12 +273,29 @@ def parse_record(data: bytes | str | dict[str, Any]) -> Record:
     A payload of another ``schema_version`` is refused with a message naming both versions.
     """
     try:
+        raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+        if isinstance(raw, bytes) and any(token in raw for token in _NON_FINITE):
+            data = _loads(raw)  # the JSON parser would take NaN; the model must see it
+            if not isinstance(data, dict):
+                raise RecordError("invalid ops_trace record: expected a JSON object")
         if isinstance(data, dict):
             _check_version(data.get("schema_version", SCHEMA_VERSION))
             return _ADAPTER.validate_python(data)
         return _ADAPTER.validate_json(data)
     except ValidationError as exc:
+        for err in exc.errors():
+            if err["loc"][-1:] == ("schema_version",):
+                _check_version(err.get("input"))
         raise RecordError(f"invalid ops_trace record: {_explain(exc)}") from None
+
+
+def _loads(raw: bytes) -> Any:
+    import json
+
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise RecordError(f"invalid ops_trace record: not JSON ({exc})") from None
 
 
 def _check_version(version: object) -> None:

@@ -82,6 +82,8 @@ class FakeVendor:
         self.entities: dict[tuple[str, str], Write] = {}
         self.rewrites: Counter[str] = Counter()
         self.rejected: list[tuple[str, str]] = []
+        #: entity ids this server refuses as invalid (to test partial failures)
+        self.poison: set[str] = set()
         self.requests: list[tuple[str, str, int, int]] = []  # path, tenant, status, items
         self._faults: deque[Fault] = deque()
         self._chaos = _Chaos()
@@ -318,7 +320,7 @@ class FakeLangfuse(FakeVendor):
             "parent": span.parent_span_id.hex() or None,
             "attributes": attrs,
         }
-        problem = _langfuse_span_problem(span, attrs)
+        problem = "poisoned" if span_id in self.poison else _langfuse_span_problem(span, attrs)
         if problem:
             self._reject(span_id, problem)  # Langfuse answered 200 already: silently lost
         else:
@@ -332,6 +334,8 @@ class FakeLangfuse(FakeVendor):
         successes, errors = [], []
         for event in batch:
             problem = _ingestion_problem(event) if self.validate else None
+            if (event.get("body") or {}).get("id") in self.poison:
+                problem = "poisoned"
             if problem:
                 errors.append({"id": event.get("id"), "status": 400, "message": problem})
                 continue
@@ -418,6 +422,7 @@ class FakeLangSmith(FakeVendor):
         except (ValueError, TypeError, AttributeError) as exc:
             return 400, json.dumps({"detail": str(exc)}).encode(), "json", 0
         problems = [p for p in (_run_problem(r) for r in runs) if p] if self.validate else []
+        problems += [f"{r.get('id')}: poisoned" for r in runs if r.get("id") in self.poison]
         if problems:
             return 422, json.dumps({"detail": problems[:5]}).encode(), "json", len(runs)
         for run in runs:

@@ -1,0 +1,160 @@
+"""Retries by error class, Retry-After, bisection, dead letters: the deliverer in process."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import time
+
+import pytest
+
+from difytrace.ops_trace.config import Runtime
+from difytrace.ops_trace.delivery import Deliverer
+from difytrace.ops_trace.dlq import DeadLetters
+from difytrace.ops_trace.routing import Router, load_resolver
+from difytrace.ops_trace.store import RetryEntry
+from difytrace.ops_trace.view import build_view
+from tests.ops_trace.conftest import OpsEnv
+from tests.ops_trace.factories import message
+
+
+def _deliverer(ops_env: OpsEnv, destination: dict, **extra: str) -> Deliverer:
+    ops_env.route({"default": [destination]})
+    ops_env.extra.update(extra)
+    settings = ops_env.settings()
+    router = Router(load_resolver(settings.ops_trace_destinations, ""), timeout_s=1.0)
+    return Deliverer(Runtime(settings), router, rng=random.Random(7))
+
+
+def _put(deliverer: Deliverer, records) -> list[str]:
+    uids = [f"uid-{i}-{time.monotonic_ns()}" for i in range(len(records))]
+    deliverer.runtime.store.put(
+        [(u, r.model_dump_json().encode()) for u, r in zip(uids, records, strict=True)],
+        time.time() + 60,
+    )
+    return uids
+
+
+def _retries(deliverer: Deliverer) -> list[tuple[RetryEntry, float]]:
+    raw = deliverer.runtime.store.client.zrange(
+        deliverer.runtime.store.retry_key, 0, -1, withscores=True
+    )
+    return [(RetryEntry.decode(m), score) for m, score in raw]
+
+
+def _langfuse(server) -> dict:
+    server.add_project("pk", "sk", "t")
+    return {"kind": "langfuse", "host": server.endpoint, "public_key": "pk", "secret_key": "sk"}
+
+
+def test_5xx_is_retried_then_confirmed(ops_env, fake_langfuse) -> None:
+    d = _deliverer(ops_env, _langfuse(fake_langfuse))
+    uids = _put(d, [message("m1"), message("m2")])
+    fake_langfuse.fail(503)
+    d.deliver(uids, None, 1)
+    assert fake_langfuse.ids() == set()
+    ((entry, _), (entry2, _)) = _retries(d)
+    assert {entry.uid, entry2.uid} == set(uids)
+    assert entry.attempt == 2
+    d.runtime.store.client.delete(d.runtime.store.retry_key)
+    d.deliver(uids, list(entry.dests), 2)
+    assert len(fake_langfuse.ids()) == 2
+    assert d.runtime.store.counts() == {"pending": 0, "retries": 0}
+
+
+def test_429_retry_after_is_honoured(ops_env, fake_langsmith) -> None:
+    fake_langsmith.credentials["key"] = "t"
+    d = _deliverer(
+        ops_env, {"kind": "langsmith", "endpoint": fake_langsmith.endpoint, "api_key": "key"}
+    )
+    uids = _put(d, [message()])
+    fake_langsmith.fail(429, retry_after="30")
+    before = time.time()
+    d.deliver(uids, None, 1)
+    ((entry, due),) = _retries(d)
+    assert due >= before + 30
+    assert entry.attempt == 2
+
+
+def test_backoff_doubles_with_jitter_and_is_capped(ops_env) -> None:
+    d = _deliverer(ops_env, {"kind": "otlp", "endpoint": "http://127.0.0.1:9/v1/traces"})
+    delays = [d.backoff(a, None) for a in range(1, 8)]
+    for attempt, delay in enumerate(delays, 1):
+        nominal = min(0.1 * 2 ** (attempt - 1), 1.0)
+        assert nominal * 0.5 <= delay <= nominal
+    assert d.backoff(1, 7.0) == 7.0
+
+
+@pytest.mark.parametrize("fault", ["timeout", "connection"])
+def test_timeouts_and_connection_errors_are_retryable(ops_env, fake_langfuse, fault) -> None:
+    destination = _langfuse(fake_langfuse)
+    if fault == "connection":
+        with socket.socket() as sock:  # a port nobody listens on
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        destination["host"] = f"http://127.0.0.1:{port}"
+    else:
+        fake_langfuse.delay(1.5)
+    d = _deliverer(ops_env, destination)
+    uids = _put(d, [message()])
+    d.deliver(uids, None, 1)
+    ((entry, _),) = _retries(d)
+    assert entry.attempt == 2
+    assert DeadLetters(d.runtime.store).count() == 0
+
+
+def test_bad_record_is_bisected_out_of_its_batch(ops_env, fake_langsmith) -> None:
+    fake_langsmith.credentials["key"] = "t"
+    d = _deliverer(
+        ops_env, {"kind": "langsmith", "endpoint": fake_langsmith.endpoint, "api_key": "key"}
+    )
+    records = [message(f"m{i}") for i in range(5)]
+    bad = build_view(records[3]).observations[0].run_id
+    fake_langsmith.poison.add(str(bad))
+    uids = _put(d, records)
+    d.deliver(uids, None, 1)
+    assert len(fake_langsmith.ids()) == 4
+    (letter,) = DeadLetters(d.runtime.store).entries()
+    assert letter.uid == uids[3]
+    assert letter.reason == "http_422"
+    assert "poisoned" in letter.error
+    assert json.loads(letter.record)["record_id"] == "m3"
+    assert d.runtime.store.counts() == {"pending": 0, "retries": 0}
+
+
+def test_ingestion_207_partial_failure_dead_letters_only_the_failed_record(
+    ops_env, fake_langfuse
+) -> None:
+    destination = {**_langfuse(fake_langfuse), "api": "ingestion"}
+    d = _deliverer(ops_env, destination)
+    records = [message(f"m{i}") for i in range(3)]
+    fake_langfuse.poison.add(build_view(records[1]).observations[0].span_id)
+    d.deliver(_put(d, records), None, 1)
+    (letter,) = DeadLetters(d.runtime.store).entries()
+    assert json.loads(letter.record)["record_id"] == "m1"
+    assert letter.reason == "http_400"
+    good = {o.span_id for r in (records[0], records[2]) for o in build_view(r).observations}
+    assert good <= fake_langfuse.ids()
+
+
+def test_exhausted_retries_dead_letter_with_the_last_error(ops_env, fake_langfuse) -> None:
+    d = _deliverer(ops_env, _langfuse(fake_langfuse), DIFYTRACE_OPS_TRACE_MAX_ATTEMPTS="2")
+    uids = _put(d, [message()])
+    fake_langfuse.fail(500, times=2)
+    d.deliver(uids, None, 1)
+    d.deliver(uids, None, 2)
+    (letter,) = DeadLetters(d.runtime.store).entries()
+    assert letter.reason == "retries_exhausted"
+    assert "HTTP 500" in letter.error
+    assert letter.attempts == 2
+    assert d.runtime.store.counts()["pending"] == 0
+
+
+def test_duplicate_message_after_confirmation_sends_nothing(ops_env, fake_langfuse) -> None:
+    d = _deliverer(ops_env, _langfuse(fake_langfuse))
+    uids = _put(d, [message()])
+    d.deliver(uids, None, 1)
+    sent = len(fake_langfuse.requests)
+    d.deliver(uids, None, 1)  # e.g. kombu restoring an unacked message an hour later
+    assert len(fake_langfuse.requests) == sent
