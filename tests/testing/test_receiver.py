@@ -255,6 +255,23 @@ def test_wait_for_timeout_shows_what_arrived(otlp_receiver: OTLPReceiver) -> Non
         otlp_receiver.wait_for_metric("nope", timeout=0.1)
 
 
+def test_wait_for_metric_with_a_predicate(otlp_receiver: OTLPReceiver) -> None:
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=otlp_receiver.endpoint + "/v1/metrics"),
+        export_interval_millis=3_600_000,
+    )
+    meter_provider = MeterProvider(metric_readers=[reader])
+    counter = meter_provider.get_meter("m").create_counter("jobs")
+    counter.add(1)
+    meter_provider.force_flush()
+    with pytest.raises(AssertionError, match=r"matching the predicate; received: \['jobs'\]"):
+        otlp_receiver.wait_for_metric("jobs", timeout=0.1, predicate=lambda p: p[0].value == 3)
+    counter.add(2)
+    meter_provider.shutdown()
+    (point,) = otlp_receiver.wait_for_metric("jobs", predicate=lambda p: p[0].value == 3)
+    assert point.value == 3
+
+
 def test_plain_class_lifecycle() -> None:
     receiver = OTLPReceiver()
     with pytest.raises(RuntimeError, match="not started"):

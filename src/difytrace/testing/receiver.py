@@ -16,7 +16,7 @@ from __future__ import annotations
 import gzip
 import threading
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -131,14 +131,32 @@ class OTLPReceiver:
         with self._lock:
             return list(self._points)
 
-    def wait_for_metric(self, name: str, timeout: float = 10) -> list[MetricPoint]:
-        """Wait until a point of metric ``name`` arrives; return its merged points."""
+    def wait_for_metric(
+        self,
+        name: str,
+        timeout: float = 10,
+        predicate: Callable[[list[MetricPoint]], bool] | None = None,
+    ) -> list[MetricPoint]:
+        """Wait until metric ``name`` has points (satisfying ``predicate``); return them merged.
+
+        ``predicate`` gets the merged points, e.g.
+        ``lambda points: histogram_totals(points).count >= 3`` for exports still to come.
+        """
+        __tracebackhide__ = True
+
+        def ready() -> bool:
+            points = _metrics.merge_points(self._points).get(name)
+            return bool(points) and (predicate is None or predicate(points or []))
+
         with self._lock:
-            if not self._lock.wait_for(lambda: any(p.name == name for p in self._points), timeout):
-                seen = sorted({p.name for p in self._points})
+            if not self._lock.wait_for(ready, timeout):
+                merged = _metrics.merge_points(self._points)
+                seen = sorted(merged)
                 raise AssertionError(
-                    f"timed out after {timeout}s waiting for metric {name!r}; "
-                    f"received: {seen or 'nothing'}"
+                    f"timed out after {timeout}s waiting for metric {name!r}"
+                    + (" matching the predicate" if predicate else "")
+                    + f"; received: {seen or 'nothing'}"
+                    + (f"; its points: {merged[name]}" if name in merged else "")
                 )
             return _metrics.merge_points(self._points)[name]
 
