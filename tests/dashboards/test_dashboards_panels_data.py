@@ -47,6 +47,7 @@ LIVE: dict[str, tuple[MetricSpec, ...]] = {
         sc.CELERY_QUEUE_WAIT_DURATION,
         sc.CELERY_TASK_PUBLISHED,
     ),
+    "difytrace.instrumentation.llm.openai": sc.GENAI_METRICS,
 }
 T = TypeVar("T")
 
@@ -243,6 +244,8 @@ def _traffic(api: str) -> None:
         "/enqueue/ok",
         "/enqueue/fail",
         "/enqueue/retry",
+        "/chat/tenant-a/app-1",
+        "/chat/tenant-b/app-2",
     ):
         _hit(api, path)
 

@@ -4,7 +4,9 @@
 
 * ``api``: a Flask app (werkzeug server, threaded) with difytrace configured: ``/ok``,
   ``/fail`` (raises → 500), ``/stream`` (server-sent events), ``/enqueue/<kind>`` (publishes a
-  Celery task: ok, fail, retry).
+  Celery task: ok, fail, retry), ``/chat/<tenant_id>/<app_id>`` (real OpenAI SDK calls to the
+  fake OpenAI server of difytrace.testing: one streamed without usage, so tokens are estimated,
+  one with reported usage, one answered 429).
 * ``worker``: a real Celery worker (solo pool) consuming ``NAME`` on Redis.
 
 Each process exposes its metrics with :func:`difytrace.prometheus.serve` on a free port and
@@ -14,6 +16,7 @@ writes ``{"metrics_port": ..., "http_port": ...}`` to ``FILE`` when ready.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -63,6 +66,7 @@ def run_api(args: argparse.Namespace) -> None:
 
     celery_app = make_celery(args.redis, args.queue)
     app = Flask("dashworkload")
+    llm = _llm_server()
 
     @app.get("/ok")
     def ok() -> str:
@@ -85,9 +89,36 @@ def run_api(args: argparse.Namespace) -> None:
         celery_app.send_task(f"dash.{kind}", queue=args.queue)
         return "queued"
 
+    @app.get("/chat/<tenant_id>/<app_id>")
+    def chat(tenant_id: str, app_id: str) -> str:
+        _chat(llm)
+        return "chatted"
+
     server = make_server("127.0.0.1", 0, app, threaded=True)
     _write_ready(args.ready, metrics_port=args.metrics_port, http_port=server.server_port)
     server.serve_forever()
+
+
+def _llm_server() -> Any:
+    from difytrace.testing.openai_server import OpenAIServer
+
+    return OpenAIServer().start()
+
+
+def _chat(llm: Any) -> None:
+    import openai
+
+    from difytrace.testing.openai_server import Reply
+
+    client = openai.OpenAI(base_url=llm.base_url, api_key=llm.api_key, max_retries=0)
+    messages = [{"role": "user", "content": "hello"}]
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
+    for _ in stream:
+        pass
+    client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    llm.script(Reply(status=429, retry_after="0"))
+    with contextlib.suppress(openai.RateLimitError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages)
 
 
 def run_worker(args: argparse.Namespace) -> None:
