@@ -62,6 +62,17 @@ CELERY_TASK_RETRIES = "celery.task.retries"
 CELERY_QUEUE_WAIT = "difytrace.celery.queue_wait"
 # Header carrying the publish time (epoch seconds) from producer to worker.
 CELERY_PUBLISHED_AT_HEADER = "difytrace_published_at"
+# Span names are "{operation} {task name}" ("send tasks.x" / "process tasks.x"): semconv
+# v1.41's "{messaging.operation.name} {destination}" shape, with the task name standing in for
+# the destination because a Celery queue carries many tasks (Dify's "dataset" queue: dozens)
+# and the task is what a reader looks for; the queue is in messaging.destination.name. Contrib's
+# "apply_async/x" / "run/x" are not semconv shapes. Operation names: semconv's "send"/"process".
+CELERY_SYSTEM = "celery"
+CELERY_SEND_OPERATION = "send"
+CELERY_PROCESS_OPERATION = "process"
+CELERY_RETRY_EVENT = "celery.retry"
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
 
 # --- Identity (Dify's user / tenant / app), on spans and as baggage ----------------------
 USER_ID = "user.id"

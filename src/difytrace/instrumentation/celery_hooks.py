@@ -1,0 +1,322 @@
+"""The publish and run hooks of the Celery instrumentation: spans, propagation, metrics.
+
+One :class:`CeleryHooks` object holds everything a hook needs (tracer, instruments, the
+baggage allow-list), so that each hook is a bound method connected to one Celery signal and
+does no lookup at call time. Each hook runs its own code under the internal-error guard: a
+difytrace bug is reported, never raised into Celery (whose signal dispatch would only log it).
+
+Publish: ``before_task_publish`` starts the PRODUCER span and writes the W3C headers and the
+publish time into the message headers; ``after_task_publish`` ends it. The span is not made
+current: a publish that raises would otherwise leave it attached to the caller's context.
+
+Run: ``task_prerun`` extracts the producer's context from the request, keeps only allow-listed
+baggage, starts the CONSUMER span and makes it current; ``task_failure`` / ``task_retry`` record
+the outcome while the span is current; ``task_postrun`` ends it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from celery.exceptions import Retry
+from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.metrics import Counter, Histogram, Meter
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+
+from difytrace import semconv
+from difytrace._guard import report_internal_error
+
+# The run state is kept on the task's request object (one per execution), under this name.
+_RUN_ATTR = "_difytrace_run"
+_FAILURE_STATES = frozenset({"FAILURE"})
+# Metric attribute dicts are reused per (task, destination); task names are few, but a cap
+# keeps a misbehaving producer (dynamic task names) from growing the cache without bound.
+_ATTR_CACHE_MAX = 1024
+
+
+class _Pending(NamedTuple):
+    task_id: str
+    span: Span
+    metric_attributes: dict[str, str]
+
+
+class _Run:
+    """One task execution in progress, kept on its request object."""
+
+    __slots__ = ("destination", "errored", "span", "started", "task_name", "token")
+
+    def __init__(self, span: Span, token: object, task_name: str, destination: str) -> None:
+        self.span = span
+        self.token = token
+        self.started = time.perf_counter()
+        self.task_name = task_name
+        self.destination = destination
+        self.errored = False
+
+
+class _RequestGetter(Getter[Any]):
+    """Reads propagation headers from a task request (Celery puts message headers there)."""
+
+    def get(self, carrier: Any, key: str) -> list[str] | None:
+        value = getattr(carrier, key, None)
+        if value is None:
+            return None
+        return [value] if isinstance(value, str) else [str(v) for v in value]
+
+    def keys(self, carrier: Any) -> list[str]:
+        return list(vars(carrier))
+
+
+_GETTER = _RequestGetter()
+_pending: ContextVar[_Pending | None] = ContextVar("difytrace_celery_publish", default=None)
+
+
+def span_name(operation: str, task_name: str) -> str:
+    """``send {task}`` / ``process {task}`` (why: the comment above ``semconv.CELERY_SYSTEM``)."""
+    return f"{operation} {task_name}"
+
+
+class CeleryHooks:
+    """The signal handlers, built by ``CeleryInstrumentor``; one bound method per signal."""
+
+    def __init__(self, *, tracer: Tracer, meter: Meter | None, baggage_keys: Iterable[str]) -> None:
+        self._tracer = tracer
+        self._allowed = frozenset(baggage_keys)
+        self._fields = tuple(propagate.get_global_textmap().fields)
+        self._published: Counter | None = None
+        self._queue_wait: Histogram | None = None
+        self._duration: Histogram | None = None
+        if meter is not None:
+            self._published = _counter(meter, semconv.CELERY_TASK_PUBLISHED)
+            self._queue_wait = _histogram(meter, semconv.CELERY_QUEUE_WAIT_DURATION)
+            self._duration = _histogram(meter, semconv.CELERY_TASK_DURATION)
+        self._attr_cache: dict[tuple[str, str], dict[str, str]] = {}
+
+    # --- publish ---------------------------------------------------------------------------
+
+    def before_publish(
+        self,
+        sender: Any = None,
+        headers: dict[str, Any] | None = None,
+        routing_key: str | None = None,
+        exchange: str | None = None,
+        **_: Any,
+    ) -> None:
+        """``before_task_publish``: PRODUCER span, context and publish time into the headers."""
+        try:
+            if headers is None or "id" not in headers:
+                return  # task protocol 1 (Celery 3): not supported
+            task_name = str(headers.get("task") or sender)
+            destination = routing_key or exchange or ""
+            task_id = str(headers["id"])
+            span = self._tracer.start_span(
+                span_name(semconv.CELERY_SEND_OPERATION, task_name),
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    semconv.MESSAGING_SYSTEM: semconv.CELERY_SYSTEM,
+                    semconv.MESSAGING_OPERATION_NAME: semconv.CELERY_SEND_OPERATION,
+                    semconv.MESSAGING_OPERATION_TYPE: semconv.CELERY_SEND_OPERATION,
+                    semconv.MESSAGING_DESTINATION_NAME: destination,
+                    semconv.MESSAGING_MESSAGE_ID: task_id,
+                    semconv.CELERY_TASK_NAME: task_name,
+                    semconv.CELERY_TASK_RETRIES: int(headers.get("retries") or 0),
+                },
+            )
+            carrier_context = self._keep_allowed(trace.set_span_in_context(span))
+            for name in self._fields:
+                # A retry copies the previous message's headers: never resend stale ones.
+                headers.pop(name, None)
+            propagate.inject(headers, context=carrier_context)
+            headers[semconv.CELERY_PUBLISHED_AT_HEADER] = time.time()
+            _pending.set(_Pending(task_id, span, self._metric_attributes(task_name, destination)))
+        except Exception as exc:
+            report_internal_error("celery.before_task_publish", exc)
+
+    def after_publish(self, headers: Mapping[str, Any] | None = None, **_: Any) -> None:
+        """``after_task_publish``: end the PRODUCER span and count the message."""
+        try:
+            pending = _pending.get()
+            if pending is None or headers is None or pending.task_id != str(headers.get("id")):
+                return
+            _pending.set(None)
+            pending.span.end()
+            if self._published is not None:
+                self._published.add(1, pending.metric_attributes)
+        except Exception as exc:
+            report_internal_error("celery.after_task_publish", exc)
+
+    # --- run -------------------------------------------------------------------------------
+
+    def prerun(self, task: Any = None, task_id: str | None = None, **_: Any) -> None:
+        """``task_prerun``: CONSUMER span, child of the publish span, made current."""
+        try:
+            request = task.request
+            # Based on the current context: an eager run (no headers) is a child of its caller.
+            parent = self._keep_allowed(
+                propagate.extract(request, context.get_current(), getter=_GETTER)
+            )
+            destination = str((request.delivery_info or {}).get("routing_key") or "")
+            task_name = str(task.name)
+            attributes: dict[str, Any] = {
+                semconv.MESSAGING_SYSTEM: semconv.CELERY_SYSTEM,
+                semconv.MESSAGING_OPERATION_NAME: semconv.CELERY_PROCESS_OPERATION,
+                semconv.MESSAGING_OPERATION_TYPE: semconv.CELERY_PROCESS_OPERATION,
+                semconv.MESSAGING_DESTINATION_NAME: destination,
+                semconv.MESSAGING_MESSAGE_ID: str(task_id or request.id),
+                semconv.CELERY_TASK_NAME: task_name,
+                semconv.CELERY_TASK_RETRIES: int(request.retries or 0),
+            }
+            wait = _queue_wait(request, time.time())
+            if wait is not None:
+                attributes[semconv.CELERY_QUEUE_WAIT] = wait
+                if self._queue_wait is not None:
+                    self._queue_wait.record(wait, self._metric_attributes(task_name, destination))
+            attributes.update(baggage.get_all(parent))
+            span = self._tracer.start_span(
+                span_name(semconv.CELERY_PROCESS_OPERATION, task_name),
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                attributes=attributes,
+            )
+            token = context.attach(trace.set_span_in_context(span, parent))
+            setattr(request, _RUN_ATTR, _Run(span, token, task_name, destination))
+        except Exception as exc:
+            report_internal_error("celery.task_prerun", exc)
+
+    def failure(self, sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+        """``task_failure``: ERROR status and an exception event (traceback still attached)."""
+        try:
+            run: _Run | None = getattr(sender.request, _RUN_ATTR, None)
+            if run is None or exception is None:
+                return
+            run.span.record_exception(exception)
+            run.span.set_attribute(semconv.ERROR_TYPE, _qualname(exception))
+            run.span.set_status(
+                Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}")
+            )
+        except Exception as exc:
+            report_internal_error("celery.task_failure", exc)
+
+    def retry(self, sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+        """``task_retry``: a retry event; a retry is not a failure, the status stays unset."""
+        try:
+            run: _Run | None = getattr(request, _RUN_ATTR, None)
+            if run is None:
+                return
+            cause = getattr(reason, "exc", None)
+            attributes: dict[str, str] = {}
+            if cause is not None:
+                attributes[semconv.EXCEPTION_TYPE] = _qualname(cause)
+                attributes[semconv.EXCEPTION_MESSAGE] = str(cause)
+            run.span.add_event(semconv.CELERY_RETRY_EVENT, attributes)
+        except Exception as exc:
+            report_internal_error("celery.task_retry", exc)
+
+    def postrun(self, task: Any = None, state: str | None = None, **_: Any) -> None:
+        """``task_postrun``: record the state and duration, end the span, restore the context."""
+        try:
+            request = task.request
+            run: _Run | None = getattr(request, _RUN_ATTR, None)
+            if run is None:
+                return
+            delattr(request, _RUN_ATTR)
+            in_flight = sys.exc_info()[1]
+            if not run.errored and isinstance(in_flight, Exception):
+                # Eager runs that propagate (apply(throw=True), task_eager_propagates) raise
+                # before task_failure is sent: postrun runs while the exception unwinds.
+                if isinstance(in_flight, Retry):
+                    state = state or "RETRY"
+                else:
+                    _record_error(run, in_flight)
+                    state = state or "FAILURE"
+            outcome = str(state or "UNKNOWN")
+            context.detach(run.token)  # type: ignore[arg-type]
+            run.span.set_attribute(semconv.CELERY_TASK_STATE, outcome)
+            run.span.end()
+            if self._duration is not None:
+                attributes = {
+                    semconv.CELERY_TASK_NAME: run.task_name,
+                    semconv.MESSAGING_DESTINATION_NAME: run.destination,
+                    semconv.CELERY_TASK_STATE: outcome,
+                }
+                self._duration.record(time.perf_counter() - run.started, attributes)
+        except Exception as exc:
+            report_internal_error("celery.task_postrun", exc)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _keep_allowed(self, ctx: context.Context) -> context.Context:
+        """``ctx`` with only allow-listed baggage entries (cheap when there is no baggage)."""
+        entries = baggage.get_all(ctx)
+        if not entries or all(key in self._allowed for key in entries):
+            return ctx
+        ctx = baggage.clear(ctx)
+        for key, value in entries.items():
+            if key in self._allowed:
+                ctx = baggage.set_baggage(key, value, ctx)
+        return ctx
+
+    def _metric_attributes(self, task_name: str, destination: str) -> dict[str, str]:
+        key = (task_name, destination)
+        cached = self._attr_cache.get(key)
+        if cached is None:
+            cached = {
+                semconv.CELERY_TASK_NAME: task_name,
+                semconv.MESSAGING_DESTINATION_NAME: destination,
+            }
+            if len(self._attr_cache) < _ATTR_CACHE_MAX:
+                self._attr_cache[key] = cached
+        return cached
+
+
+def _record_error(run: _Run, exception: BaseException) -> None:
+    run.errored = True
+    run.span.record_exception(exception)
+    run.span.set_attribute(semconv.ERROR_TYPE, _qualname(exception))
+    run.span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+
+
+def _queue_wait(request: Any, now: float) -> float | None:
+    """Seconds from publish (or from the ETA, when later) to now; None without the header."""
+    published = getattr(request, semconv.CELERY_PUBLISHED_AT_HEADER, None)
+    if published is None:
+        return None
+    since = float(published)
+    eta = request.eta
+    if eta:
+        # A countdown/ETA task waits on purpose until then: only the time past it is queueing.
+        due = (
+            eta.timestamp()
+            if isinstance(eta, datetime)
+            else datetime.fromisoformat(eta).timestamp()
+        )
+        since = max(since, due)
+    return max(0.0, now - since)  # clocks of two hosts may disagree
+
+
+def _qualname(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _counter(meter: Meter, spec: semconv.MetricSpec) -> Counter:
+    return meter.create_counter(spec.name, unit=spec.unit, description=spec.description)
+
+
+def _histogram(meter: Meter, spec: semconv.MetricSpec) -> Histogram:
+    try:
+        return meter.create_histogram(
+            spec.name,
+            unit=spec.unit,
+            description=spec.description,
+            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS_S),
+        )
+    except TypeError:  # opentelemetry-api 1.27 (Dify's pin) has no advisory: buckets need a View
+        return meter.create_histogram(spec.name, unit=spec.unit, description=spec.description)

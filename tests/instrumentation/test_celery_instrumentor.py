@@ -1,0 +1,224 @@
+"""The Celery instrumentor in one process: signal wiring, message headers, eager runs, guard.
+
+Publishing goes to kombu's in-memory transport (a real producer, no broker); tasks run eagerly
+through ``Task.apply`` (the same trace code path as a worker, prerun/postrun included). The
+real worker processes are in ``test_celery_workers.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from celery import Celery, signals
+from opentelemetry import baggage, context, trace
+
+from difytrace import _guard, semconv
+from difytrace.instrumentation import celery_lifecycle
+from difytrace.instrumentation.celery import CeleryInstrumentor
+from difytrace.instrumentation.celery_hooks import CeleryHooks, _queue_wait
+from difytrace.testing import SpanCapture
+
+SIGNALS = (
+    "before_task_publish",
+    "after_task_publish",
+    "task_prerun",
+    "task_failure",
+    "task_retry",
+    "task_postrun",
+    "worker_process_shutdown",
+    "worker_shutdown",
+)
+
+
+def receiver_counts() -> dict[str, int]:
+    return {name: len(getattr(signals, name).receivers) for name in SIGNALS}
+
+
+@pytest.fixture
+def instrumented() -> Iterator[CeleryInstrumentor]:
+    instrumentor = CeleryInstrumentor()
+    already = instrumentor.is_instrumented_by_opentelemetry
+    if already:  # another test module left it on: start from a clean state
+        instrumentor.uninstrument()
+    instrumentor.instrument()
+    yield instrumentor
+    instrumentor.uninstrument()
+    if already:
+        instrumentor.instrument()
+
+
+@pytest.fixture(scope="module")
+def app() -> Celery:
+    app = Celery(f"unit-{uuid.uuid4().hex[:6]}", broker="memory://", set_as_current=False)
+    app.conf.task_default_queue = "unit-q"
+
+    @app.task(name="unit.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="unit.fail")
+    def fail() -> None:
+        raise KeyError("missing")
+
+    @app.task(name="unit.baggage")
+    def seen() -> dict[str, str]:
+        return {k: str(v) for k, v in baggage.get_all().items()}
+
+    return app
+
+
+def test_instrument_and_uninstrument_are_symmetric_and_idempotent() -> None:
+    instrumentor = CeleryInstrumentor()
+    already = instrumentor.is_instrumented_by_opentelemetry
+    if already:
+        instrumentor.uninstrument()
+    before = receiver_counts()
+    instrumentor.instrument()
+    instrumentor.instrument()  # a second call is a no-op
+    after = receiver_counts()
+    assert {name: after[name] - before[name] for name in SIGNALS} == dict.fromkeys(SIGNALS, 1)
+    instrumentor.uninstrument()
+    instrumentor.uninstrument()
+    assert receiver_counts() == before
+    if already:
+        instrumentor.instrument()
+
+
+def test_dependencies_are_declared() -> None:
+    assert CeleryInstrumentor().instrumentation_dependencies() == ("celery >= 5.4",)
+
+
+@pytest.mark.usefixtures("instrumented")
+def test_publish_span_and_headers(app: Celery, span_capture: SpanCapture) -> None:
+    sent: dict[str, Any] = {}
+
+    def keep(headers: dict[str, Any], **_: Any) -> None:
+        sent.update(headers)
+
+    signals.after_task_publish.connect(keep, weak=False, dispatch_uid="unit-keep")
+    try:
+        ctx = baggage.set_baggage(semconv.USER_ID, "u-9")
+        ctx = baggage.set_baggage("private.note", "x", ctx)
+        token = context.attach(ctx)
+        try:
+            with trace.get_tracer("unit").start_as_current_span("request") as parent:
+                # Stale context from an earlier message must be replaced, never resent.
+                stale = {
+                    "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+                    "tracestate": "a=b",
+                }
+                result = app.tasks["unit.add"].apply_async((1, 2), headers=stale)
+        finally:
+            context.detach(token)
+    finally:
+        signals.after_task_publish.disconnect(dispatch_uid="unit-keep")
+
+    [publish] = [s for s in span_capture.spans() if s.kind == "PRODUCER"]
+    assert publish.name == "send unit.add"
+    assert publish.parent_span_id == format(parent.get_span_context().span_id, "016x")
+    assert publish.attributes == {
+        semconv.MESSAGING_SYSTEM: "celery",
+        semconv.MESSAGING_OPERATION_NAME: "send",
+        semconv.MESSAGING_OPERATION_TYPE: "send",
+        semconv.MESSAGING_DESTINATION_NAME: "unit-q",
+        semconv.MESSAGING_MESSAGE_ID: result.id,
+        semconv.CELERY_TASK_NAME: "unit.add",
+        semconv.CELERY_TASK_RETRIES: 0,
+    }
+    assert sent["traceparent"].startswith(f"00-{publish.trace_id}-{publish.span_id}-")
+    assert "tracestate" not in sent
+    assert sent["baggage"] == "user.id=u-9"  # the allow-list applies before the broker
+    assert abs(sent[semconv.CELERY_PUBLISHED_AT_HEADER] - time.time()) < 60
+    published = span_capture.metrics()[semconv.CELERY_TASK_PUBLISHED.name]
+    assert [(p.attributes, p.value) for p in published] == [
+        ({semconv.CELERY_TASK_NAME: "unit.add", semconv.MESSAGING_DESTINATION_NAME: "unit-q"}, 1)
+    ]
+
+
+@pytest.mark.usefixtures("instrumented")
+def test_eager_run_is_a_child_of_the_current_span(app: Celery, span_capture: SpanCapture) -> None:
+    with trace.get_tracer("unit").start_as_current_span("caller") as caller:
+        assert app.tasks["unit.add"].apply((2, 3)).get() == 5
+        assert trace.get_current_span() is caller  # the run span was detached
+    [run] = [s for s in span_capture.spans() if s.kind == "CONSUMER"]
+    assert run.name == "process unit.add"
+    assert run.parent_span_id == format(caller.get_span_context().span_id, "016x")
+    assert run.attributes[semconv.CELERY_TASK_STATE] == "SUCCESS"
+    assert semconv.CELERY_QUEUE_WAIT not in run.attributes  # never published
+    durations = span_capture.metrics()[semconv.CELERY_TASK_DURATION.name]
+    assert [p.attributes[semconv.CELERY_TASK_STATE] for p in durations] == ["SUCCESS"]
+
+
+@pytest.mark.usefixtures("instrumented")
+def test_eager_failure_is_an_error_and_the_exception_is_the_users(
+    app: Celery, span_capture: SpanCapture
+) -> None:
+    with pytest.raises(KeyError, match="missing"):
+        app.tasks["unit.fail"].apply(throw=True)
+    [run] = [s for s in span_capture.spans() if s.kind == "CONSUMER"]
+    assert run.status_code == "ERROR"
+    assert run.attributes[semconv.ERROR_TYPE] == "KeyError"
+    assert run.attributes[semconv.CELERY_TASK_STATE] == "FAILURE"
+    assert [name for name, _ in run.events] == ["exception"]
+
+
+def test_queue_wait_counts_from_publish_or_from_a_later_eta() -> None:
+    now = time.time()
+    request = SimpleNamespace(eta=None, **{semconv.CELERY_PUBLISHED_AT_HEADER: now - 2.5})
+    assert _queue_wait(request, now) == pytest.approx(2.5)
+    eta = datetime.fromtimestamp(now - 1.0, UTC)
+    request.eta = eta.isoformat()
+    assert _queue_wait(request, now) == pytest.approx(1.0, abs=1e-3)
+    request.eta = eta + timedelta(seconds=5)  # clock skew / early start: never negative
+    assert _queue_wait(request, now) == 0.0
+    assert _queue_wait(SimpleNamespace(eta=None), now) is None
+
+
+def test_run_keeps_only_allow_listed_baggage(span_capture: SpanCapture) -> None:
+    hooks = CeleryHooks(
+        tracer=trace.get_tracer("unit"), meter=None, baggage_keys=(semconv.TENANT_ID,)
+    )
+    request = SimpleNamespace(
+        id="t-1",
+        retries=0,
+        eta=None,
+        delivery_info={"routing_key": "q"},
+        traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        baggage="tenant.id=acme,user.password=hunter2",
+    )
+    task = SimpleNamespace(name="unit.x", request=request)
+    hooks.prerun(task=task, task_id="t-1")
+    assert dict(baggage.get_all()) == {semconv.TENANT_ID: "acme"}
+    hooks.postrun(task=task, state="SUCCESS")
+    assert baggage.get_all() == {}
+    [run] = span_capture.spans()
+    assert run.trace_id == "a" * 32
+    assert run.parent_span_id == "b" * 16
+    assert run.attributes[semconv.TENANT_ID] == "acme"
+    assert "user.password" not in run.attributes
+
+
+def test_internal_errors_never_reach_celery_outside_strict_mode(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    hooks = CeleryHooks(tracer=trace.get_tracer("unit"), meter=None, baggage_keys=())
+    broken = SimpleNamespace(name="unit.broken")  # no .request: a bug on our side
+    with pytest.raises(AttributeError):
+        hooks.prerun(task=broken)  # strict (the plugin's default): bugs surface
+    monkeypatch.setattr(_guard, "STRICT", False)
+    with caplog.at_level(logging.WARNING, logger="difytrace"):
+        hooks.prerun(task=broken)
+        hooks.postrun(task=broken, state="SUCCESS")
+        hooks.before_publish(sender="x", headers={"id": object(), "task": "x"}, routing_key=1)
+    assert "difytrace internal error" in caplog.text
+
+
+def test_gevent_rebinding_is_a_no_op_without_gevent_patching() -> None:
+    assert celery_lifecycle.use_gevent_threading() == 0
