@@ -170,3 +170,83 @@ def ops_env(tmp_path: Path) -> Iterator[OpsEnv]:
 def runtime(ops_env: OpsEnv) -> Runtime:
     """A runtime (store, publisher) on the test's settings, for inspecting the outbox."""
     return Runtime(ops_env.settings())
+
+
+class OwnRedis:
+    """A private ``redis-server`` (AOF, fsync always) on a spare port, restartable."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = _free_port(6390, 6590)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> OwnRedis:
+        """Start (or restart) the server on the same port and data directory."""
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.dir),
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+
+        def up() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        wait_until(up, 20, "redis-server to answer")
+        client.close()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the server (what a crash or an OOM kill does)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def _free_port(low: int, high: int) -> int:
+    import random
+    import socket
+
+    for port in random.sample(range(low, high), high - low):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}..{high}")
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A private redis-server for tests that kill and restart Redis (never the shared one)."""
+    server = OwnRedis(tmp_path)
+    try:
+        yield server
+    finally:
+        server.kill()

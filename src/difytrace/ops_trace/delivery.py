@@ -64,7 +64,8 @@ class Deliverer:
     def deliver(self, uids: Sequence[str], dests: Sequence[str] | None, attempt: int) -> None:
         """Deliver one message's records (``dests``: only these destinations, for retries)."""
         ledger = _Ledger()
-        pending = self._prepare(self.runtime.store.load(uids), ledger)
+        lease = self.runtime.settings.ops_trace_redeliver_after_s
+        pending = self._prepare(self.runtime.store.load(uids, lease), ledger)
         work: dict[str, list[_Pending]] = defaultdict(list)
         for item in pending:
             todo = set(item.targets) - item.done

@@ -103,14 +103,21 @@ class OutboxStore:
         pipe.zadd(self.due_key, {uid: redeliver_at for uid, _ in items})
         pipe.execute()
 
-    def load(self, uids: Sequence[str]) -> list[Loaded]:
-        """Each record's JSON (None once confirmed), destinations done, replay scope."""
+    def load(self, uids: Sequence[str], lease_s: float | None = None) -> list[Loaded]:
+        """Each record's JSON (None once confirmed), destinations done, replay scope.
+
+        With ``lease_s``, the records' re-send time moves to ``now + lease_s``: the safety net
+        counts from the moment a worker took them, not from submit (a long queue is no loss).
+        """
         pipe = self.client.pipeline(transaction=False)
+        if lease_s is not None:
+            pipe.zadd(self.due_key, dict.fromkeys(uids, time.time() + lease_s), xx=True)
         pipe.hmget(self.rec_key, list(uids))
         pipe.hmget(self.scope_key, list(uids))
         for uid in uids:
             pipe.smembers(self._done_key(uid))
-        payloads, scopes, *dones = pipe.execute()
+        results = pipe.execute()
+        payloads, scopes, *dones = results[1:] if lease_s is not None else results
         return [
             Loaded(uid, p, {d.decode() for d in done}, s.decode() if s else None)
             for uid, p, s, done in zip(uids, payloads, scopes, dones, strict=True)

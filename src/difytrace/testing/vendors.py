@@ -84,6 +84,8 @@ class FakeVendor:
         self.rejected: list[tuple[str, str]] = []
         #: entity ids this server refuses as invalid (to test partial failures)
         self.poison: set[str] = set()
+        #: called before each request is answered (e.g. to kill a worker mid-batch)
+        self.on_request: Callable[[], None] | None = None
         self.requests: list[tuple[str, str, int, int]] = []  # path, tenant, status, items
         self._faults: deque[Fault] = deque()
         self._chaos = _Chaos()
@@ -94,7 +96,7 @@ class FakeVendor:
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> FakeVendor:
         """Serve on an ephemeral loopback port in a daemon thread."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = _QuietServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         threading.Thread(
             target=self._server.serve_forever, daemon=True, kwargs={"poll_interval": 0.05}
@@ -202,6 +204,9 @@ class FakeVendor:
         raise NotImplementedError
 
     def _serve(self, path: str, headers: Any, body: bytes) -> tuple[int, bytes, str, Fault | None]:
+        hook = self.on_request
+        if hook is not None:
+            hook()
         fault = self._next_fault()
         if fault is not None and fault.delay_s:
             time.sleep(fault.delay_s)
@@ -217,6 +222,15 @@ class FakeVendor:
         return status, out, ctype, fault
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out or get killed mid-request are part of the tests.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _handler(vendor: FakeVendor) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -229,8 +243,11 @@ def _handler(vendor: FakeVendor) -> type[BaseHTTPRequestHandler]:
             if fault is not None and fault.retry_after is not None:
                 self.send_header("Retry-After", fault.retry_after)
             self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
+            try:
+                self.end_headers()
+                self.wfile.write(out)
+            except (BrokenPipeError, ConnectionResetError):  # the client timed out first
+                self.close_connection = True
 
         def log_message(self, format: str, *args: Any) -> None:
             return
