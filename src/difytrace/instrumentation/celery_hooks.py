@@ -175,8 +175,6 @@ class CeleryHooks:
             wait = _queue_wait(request, time.time())
             if wait is not None:
                 attributes[semconv.CELERY_QUEUE_WAIT] = wait
-                if self._queue_wait is not None:
-                    self._queue_wait.record(wait, self._metric_attributes(task_name, destination))
             attributes.update(baggage.get_all(parent))
             span = self._tracer.start_span(
                 span_name(semconv.CELERY_PROCESS_OPERATION, task_name),
@@ -184,6 +182,9 @@ class CeleryHooks:
                 kind=SpanKind.CONSUMER,
                 attributes=attributes,
             )
+            # After the span: bootstrap installs the meter provider at a process's first span.
+            if wait is not None and self._queue_wait is not None:
+                self._queue_wait.record(wait, self._metric_attributes(task_name, destination))
             token = context.attach(trace.set_span_in_context(span, parent))
             setattr(request, _RUN_ATTR, _Run(span, token, task_name, destination))
         except Exception as exc:
