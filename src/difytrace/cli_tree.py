@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from rich import box
 from rich.console import Console
@@ -11,25 +12,31 @@ from rich.table import Table
 from rich.text import Text
 
 from difytrace import semconv
+from difytrace import semconv_genai as genai
 from difytrace.testing import CapturedSpan
 
 BAR_WIDTH = 24
 
-# Attribute → how it is shown on a span's line (label, format).
-_FACTS: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    ((semconv.HTTP_RESPONSE_STATUS_CODE,), "status", "{}"),
-    (("gen_ai.request.model",), "model", "{}"),
-    (("gen_ai.usage.input_tokens",), "in", "{} tok"),
-    (("gen_ai.usage.output_tokens",), "out", "{} tok"),
-    (
-        ("difytrace.gen_ai.cost.usd", "gen_ai.usage.cost", "langfuse.observation.cost_details"),
-        "cost",
-        "${:.6f}",
-    ),
-    (("gen_ai.response.time_to_first_chunk", semconv.HTTP_TIME_TO_FIRST_BYTE), "TTFT", "{:.0f} ms"),
-    ((semconv.CELERY_QUEUE_WAIT,), "queue wait", "{:.0f} ms"),
+
+def _ms(value: float) -> str:
+    return f"{value * 1000:.0f} ms"
+
+
+def _usd(value: float) -> str:
+    return f"${value:.6f}"
+
+
+# What a span's line shows: (label, attributes to read, first found wins, formatter).
+_FACTS: tuple[tuple[str, tuple[str, ...], Callable[[Any], str]], ...] = (
+    ("status", (semconv.HTTP_RESPONSE_STATUS_CODE,), str),
+    ("model", (genai.REQUEST_MODEL,), str),
+    ("Σ calls", (genai.ROLLUP_CALLS,), str),
+    ("in", (genai.USAGE_INPUT_TOKENS, genai.ROLLUP_INPUT_TOKENS), lambda v: f"{v} tok"),
+    ("out", (genai.USAGE_OUTPUT_TOKENS, genai.ROLLUP_OUTPUT_TOKENS), lambda v: f"{v} tok"),
+    ("cost", (genai.USAGE_COST,), _usd),
+    ("TTFT", (genai.RESPONSE_TIME_TO_FIRST_CHUNK, semconv.HTTP_TIME_TO_FIRST_BYTE), _ms),
+    ("queue wait", (semconv.CELERY_QUEUE_WAIT,), _ms),
 )
-_MS_FACTS = {"TTFT", "queue wait"}
 
 
 #: What the renderer draws: spans as the test kit and the OTLP receiver capture them.
@@ -46,16 +53,14 @@ def group_traces(spans: Iterable[SpanLike]) -> dict[str, list[SpanLike]]:
 
 def _facts(span: SpanLike) -> list[str]:
     shown = []
-    for keys, label, fmt in _FACTS:
-        for key in keys:
-            value = span.attributes.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                scaled = value * 1000 if label in _MS_FACTS else value
-                shown.append(f"{label} {fmt.format(scaled)}")
-                break
-            if isinstance(value, str) and value and label not in _MS_FACTS and "{:" not in fmt:
-                shown.append(f"{label} {value}")
-                break
+    for label, keys, fmt in _FACTS:
+        value = next((span.attributes[k] for k in keys if span.attributes.get(k) is not None), None)
+        if value is None or value == "":
+            continue
+        try:
+            shown.append(f"{label} {fmt(value)}")
+        except (TypeError, ValueError):  # a foreign span with another type: show it raw
+            shown.append(f"{label} {value}")
     return shown
 
 

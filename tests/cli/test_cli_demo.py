@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,6 @@ import pytest
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A port bound but not listening: connecting to it is refused."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    yield sock.getsockname()[1]
-    sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -61,25 +51,39 @@ def test_demo_exits_zero_on_the_embedded_broker(
     proc, _ = demo_run
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "REDIS_URL is set but its Redis does not answer" in proc.stdout
+    assert "embedded Redis (fakeredis)" in proc.stdout
     assert "Traceback" not in proc.stderr
 
 
 def test_demo_draws_the_traces(demo_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     out = demo_run[0].stdout
+    live, _, ops = out.partition("ops_trace: the same runs as records")
     for expected in (
         "POST /v1/chat-messages",
         "POST /v1/workflows/run",
-        "workflow research",
         "node Each topic",
+        "├─ node Summarise",
         "chat gpt-4o-mini",
+        "difytrace-demo-worker",
         "TTFT",
         "queue wait",
-        "tok",
+        "in 21 tok",
         "cost $",
-        "✗ search API returned 429",
+        "Σ calls 2",
+        "✗ search API answered 429",
     ):
-        assert expected in out, expected
-    assert "difytrace-demo-worker" in out
+        assert expected in live, expected
+    for expected in (
+        "research",
+        "│  ├─ Summarise",
+        "Plan",
+        "✗ search API answered 429",
+        "difytrace-ops-trace",
+        "2 ops_trace trace(s) share their trace id",
+    ):
+        assert expected in ops, expected
+    assert "where this data goes in production" in out
+    assert "DIFYTRACE_OPS_TRACE_DESTINATIONS" in out
 
 
 def _spans(document: dict) -> list[dict]:
@@ -121,3 +125,8 @@ def test_demo_writes_the_flask_celery_llm_trace_as_otlp_json(
     assert all(len(s["traceId"]) == 32 and len(s["spanId"]) == 16 for s in spans)
     attrs = {a["key"]: a["value"] for a in llm["attributes"]}
     assert int(attrs["gen_ai.usage.input_tokens"]["intValue"]) > 0
+    delivered = [s for s in spans if s["service"] == "difytrace-ops-trace"]
+    assert {s["traceId"] for s in delivered} <= {
+        s["traceId"] for s in spans if s["service"].startswith("difytrace-demo")
+    }
+    assert {s["name"] for s in delivered} >= {"message", "research", "Plan", "web_search"}

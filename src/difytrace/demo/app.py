@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, jsonify, request, stream_with_context
 from opentelemetry import context as otel_context
 
-from difytrace.demo import _manual, llm, tasks
+from difytrace.demo import _manual, llm, recording, tasks
 
 
-def create_app(model_base_url: str, *, manual_flask: bool, manual_celery: bool) -> Flask:
-    """The API app; ``manual_*`` add the demo's own spans where difytrace has no instrumentor."""
+def create_app(model: tuple[str, str], *, manual_flask: bool, manual_celery: bool) -> Flask:
+    """The API app (``model`` = OpenAI base URL and key); ``manual_*`` add the demo's own
+    spans where difytrace has no instrumentor."""
     app = Flask("difytrace_demo")
     if manual_flask:
         _manual.install_flask_hooks(app)
@@ -24,11 +26,15 @@ def create_app(model_base_url: str, *, manual_flask: bool, manual_celery: bool) 
         query = str((request.get_json(silent=True) or {}).get("query") or "hello")
         # The body is generated after the view returns: keep the request's trace context.
         request_context = otel_context.get_current()
+        live_trace = recording.trace_id()
+
+        def finished(answer: llm.Answer) -> None:
+            recording.submit(recording.message_record(query, answer, datetime.now(UTC), live_trace))
 
         def events() -> Iterator[str]:
             token = otel_context.attach(request_context)
             try:
-                for delta in llm.stream(model_base_url, query):
+                for delta in llm.stream(*model, query, finished):
                     yield "data: " + json.dumps({"event": "message", "answer": delta}) + "\n\n"
                 yield "data: " + json.dumps({"event": "message_end"}) + "\n\n"
             finally:
@@ -39,7 +45,7 @@ def create_app(model_base_url: str, *, manual_flask: bool, manual_celery: bool) 
     @app.post("/v1/workflows/run")
     def workflows_run() -> Any:
         inputs = (request.get_json(silent=True) or {}).get("inputs") or {}
-        kwargs = {"inputs": inputs, "model_base_url": model_base_url}
+        kwargs = {"inputs": inputs, "model_base_url": model[0], "model_api_key": model[1]}
         if manual_celery:
             result = _manual.publish(tasks.run_workflow, kwargs)
         else:

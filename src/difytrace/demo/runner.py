@@ -1,151 +1,43 @@
-"""Runs the demo end to end: receiver, model server, API, a real Celery worker process,
-a few requests; then draws the traces and writes them as OTLP/JSON."""
+"""Runs the demo end to end: OTLP receivers, a local OpenAI-compatible server, the API, real
+Celery worker processes (the app's and ops_trace's), a few requests; then draws the traces,
+writes them as OTLP/JSON and says where the same data goes in production."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
-import time
-import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.rule import Rule
 
 from difytrace import cli_otlp_json, cli_tree
+from difytrace.demo import embedded, workers
+from difytrace.demo.embedded import Broker
+from difytrace.testing.openai_server import OpenAIServer, Reply
 from difytrace.testing.receiver import OTLPReceiver
 
-WORKER_START_TIMEOUT_S = 30.0
-SPANS_TIMEOUT_S = 20.0
+SPANS_TIMEOUT_S = 30.0
+_OPS_WAIT = "the ops_trace records did not arrive at their destination"
 
 
-@dataclass(frozen=True)
-class Broker:
-    """The Celery broker the demo uses and why."""
-
-    url: str
-    folder: str | None
-    note: str
-
-
-def reachable(url: str, timeout: float = 0.5) -> bool:
-    """Whether a TCP connection to the URL's host and port opens within ``timeout``."""
-    parts = urllib.parse.urlsplit(url)
-    try:
-        with socket.create_connection(
-            (parts.hostname or "127.0.0.1", parts.port or 6379), timeout=timeout
-        ):
-            return True
-    except OSError:
-        return False
-
-
-def choose_broker(workdir: Path, environ: dict[str, str]) -> Broker:
-    """Redis from CELERY_BROKER_URL / REDIS_URL when it answers, else the embedded broker."""
-    for var in ("CELERY_BROKER_URL", "REDIS_URL"):
-        url = environ.get(var, "")
-        if url.startswith(("redis://", "rediss://")):
-            if reachable(url):
-                return Broker(url, None, f"Redis from {var}")
-            embedded = _embedded(workdir)
-            return Broker(
-                embedded.url,
-                embedded.folder,
-                f"{var} is set but its Redis does not answer; using the embedded broker",
-            )
-    return _embedded(workdir)
-
-
-def _embedded(workdir: Path) -> Broker:
-    folder = workdir / "broker"
-    (folder / "control").mkdir(parents=True, exist_ok=True)
-    return Broker("filesystem://", str(folder), f"embedded filesystem broker in {folder}")
-
-
-@contextmanager
-def worker_process(
-    broker: Broker, endpoint: str, workdir: Path, console: Console
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker in its own process, configured by ``difytrace.configure()``."""
-    ready = workdir / "worker.ready"
-    env = {
-        **os.environ,
-        "DIFYTRACE_DEMO_BROKER_URL": broker.url,
-        "DIFYTRACE_DEMO_BROKER_DIR": broker.folder or "",
-        "DIFYTRACE_DEMO_READY_FILE": str(ready),
-        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
-    }
-    for var in (
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-        "OTLP_TRACE_ENDPOINT",
-        "OTLP_METRIC_ENDPOINT",
-        "OTEL_TRACES_EXPORTER",
-        "DIFYTRACE_EXPORTER",
-    ):
-        env.pop(var, None)
-    log = (workdir / "worker.log").open("wb")
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "difytrace.demo.tasks",
-        "worker",
-        "-P",
-        "solo",
-        "-c",
-        "1",
-        "-Q",
-        "difytrace_demo",
-        "--without-mingle",
-        "--without-gossip",
-        "--without-heartbeat",
-        "-l",
-        "WARNING",
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        with console.status("starting the Celery worker…"):
-            _poll(
-                lambda: ready.exists() or proc.poll() is not None,
-                WORKER_START_TIMEOUT_S,
-                "the Celery worker did not start",
-            )
-        if proc.poll() is not None:
-            raise RuntimeError("the Celery worker exited: " + _tail(workdir / "worker.log"))
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-
-
-def _poll(done: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} within {timeout:.0f}s")
-        time.sleep(0.05)
+def post(url: str, payload: dict[str, Any]) -> tuple[int, bytes]:
+    """POST JSON; return status and the whole body (an SSE stream is read to its end)."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, response.read()
 
 
 @contextmanager
@@ -166,75 +58,58 @@ def api_server(app: Any) -> Iterator[str]:
         server.shutdown()
 
 
-def post(url: str, payload: dict[str, Any]) -> tuple[int, bytes]:
-    """POST JSON; return status and the whole body (an SSE stream is read to its end)."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        method="POST",
-        headers={"content-type": "application/json"},
+def _environment(broker: Broker, workdir: Path, ops: OTLPReceiver) -> dict[str, str]:
+    """Variables for every demo process (this one included): broker, queues, ops_trace."""
+    env = {
+        "DIFYTRACE_DEMO_BROKER_URL": broker.url,
+        "DIFYTRACE_DEMO_BROKER_DIR": broker.folder or "",
+        "DIFYTRACE_DEMO_QUEUE": broker.app_queue,
+        "DIFYTRACE_DEMO_OPS_TRACE": "1" if broker.redis else "0",
+    }
+    if broker.redis:
+        routing = workdir / "destinations.yaml"
+        routing.write_text(f"default:\n  - {{kind: otlp, endpoint: '{ops.endpoint}/v1/traces'}}\n")
+        env.update(
+            {
+                "DIFYTRACE_OPS_TRACE_BROKER_URL": broker.url,
+                "DIFYTRACE_OPS_TRACE_QUEUE": broker.ops_queue,
+                "DIFYTRACE_OPS_TRACE_KEY_PREFIX": broker.key_prefix,
+                "DIFYTRACE_OPS_TRACE_DESTINATIONS": str(routing),
+                "DIFYTRACE_OPS_TRACE_OUTBOX_URL": "",
+                "DIFYTRACE_OPS_TRACE_RESOLVER": "",
+            }
+        )
+    return env
+
+
+def _script(model: OpenAIServer) -> None:
+    """The model's replies, in request order: chat (streamed), Plan (a tool call), Answer."""
+    model.script(
+        Reply(
+            text="Tracing follows each request across the API, the queue and the model.",
+            chunks=8,
+            first_byte_delay=0.12,
+        ),
+        Reply(
+            tool_calls=[
+                {
+                    "name": "web_search",
+                    "arguments": json.dumps({"query": "llm latency tokens cost"}),
+                }
+            ],
+            finish_reason="tool_calls",
+        ),
+        Reply(text="Latency, tokens and cost are all visible per node."),
     )
-    with urllib.request.urlopen(request, timeout=20) as response:
-        return response.status, response.read()
 
 
 def _complete(spans: Sequence[cli_tree.SpanLike]) -> bool:
     names = [s.name for s in spans]
     return (
-        any(n.startswith("node Web search") for n in names)
-        and sum(n.startswith("chat ") for n in names) >= 2
-        and any(n == "POST /v1/chat-messages" for n in names)
+        sum(n.startswith("chat ") for n in names) >= 3
+        and "node End" in names
+        and "POST /v1/chat-messages" in names
     )
-
-
-def run(out: Path, console: Console, environ: dict[str, str]) -> int:
-    """Run the demo; return the exit code."""
-    with tempfile.TemporaryDirectory(prefix="difytrace-demo-") as tmp:
-        workdir = Path(tmp)
-        broker = choose_broker(workdir, environ)
-        os.environ["DIFYTRACE_DEMO_BROKER_URL"] = broker.url
-        os.environ["DIFYTRACE_DEMO_BROKER_DIR"] = broker.folder or ""
-        with OTLPReceiver() as receiver:
-            console.print(f"[bold]broker[/]: {broker.note}")
-            console.print(f"[bold]OTLP receiver[/]: {receiver.endpoint}")
-            spans = _exercise(receiver, broker, workdir, console)
-    console.print()
-    cli_tree.draw(spans, console)
-    path = cli_otlp_json.write(spans, out)
-    console.print(f"[bold]OTLP/JSON[/]: {len(spans)} spans written to {path}")
-    return 0
-
-
-def _exercise(receiver: OTLPReceiver, broker: Broker, workdir: Path, console: Console) -> list[Any]:
-    """Start the app and the worker, send the requests, return every span received."""
-    import difytrace
-    from difytrace.demo import app as demo_app
-    from difytrace.demo import tasks, telemetry
-    from difytrace.demo.model_server import ModelServer
-
-    active = telemetry.setup("difytrace-demo-api", receiver.endpoint)
-    import openai  # noqa: F401 - imported before the requests so they do not pay for it
-
-    console.print("[bold]instrumentation[/]: " + (", ".join(active) or "demo's own spans"))
-    tasks.app.conf.update(tasks.broker_options(broker.url, broker.folder))
-    with ModelServer() as model, worker_process(broker, receiver.endpoint, workdir, console):
-        app = demo_app.create_app(
-            model.base_url,
-            manual_flask="difytrace_flask" not in active,
-            manual_celery="difytrace_celery" not in active,
-        )
-        console.print(f"[bold]model server[/]: {model.base_url}")
-        with api_server(app) as base:
-            _send_requests(base, console)
-            difytrace.force_flush()
-            with console.status("waiting for the worker's spans…"):
-                _poll(
-                    lambda: _complete(receiver.spans()),
-                    SPANS_TIMEOUT_S,
-                    "the demo's spans did not all arrive",
-                )
-    difytrace.force_flush()
-    return list(receiver.spans())
 
 
 def _send_requests(base: str, console: Console) -> None:
@@ -245,3 +120,131 @@ def _send_requests(base: str, console: Console) -> None:
         base + "/v1/workflows/run", {"inputs": {"topics": ["latency", "tokens", "cost"]}}
     )
     console.print(f"  POST /v1/workflows/run → {status} {body.decode().strip()}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a run sets up before the app starts."""
+
+    broker: Broker
+    workdir: Path
+    live: OTLPReceiver
+    ops: OTLPReceiver
+    model: OpenAIServer
+
+
+def _exercise(stage: Stage, console: Console) -> None:
+    """Start the app and the workers, send the requests, wait for every span."""
+    broker, workdir, live, ops, model = (
+        stage.broker,
+        stage.workdir,
+        stage.live,
+        stage.ops,
+        stage.model,
+    )
+    import difytrace
+    from difytrace.demo import app as demo_app
+    from difytrace.demo import tasks, telemetry
+
+    env = _environment(broker, workdir, ops)
+    os.environ.update(env)
+    active = telemetry.setup("difytrace-demo-api", live.endpoint)
+    console.print("[bold]instrumentation[/]: " + ", ".join(active))
+    tasks.app.conf.update(tasks.broker_options(broker.url, broker.folder, broker.app_queue))
+    child_env = {
+        **env,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": live.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+    }
+    procs = [workers.Worker("app", "difytrace.demo.tasks", broker.app_queue, workdir, child_env)]
+    if broker.redis:
+        procs.append(
+            workers.Worker(
+                "ops_trace",
+                "difytrace.demo.ops_worker",
+                broker.ops_queue,
+                workdir,
+                {**child_env, "DIFYTRACE_ENABLED": "false"},
+            )
+        )
+    with workers.running(procs, console):
+        _script(model)
+        app = demo_app.create_app(
+            (model.base_url, model.api_key),
+            manual_flask="difytrace_flask" not in active,
+            manual_celery="difytrace_celery" not in active,
+        )
+        console.print(f"[bold]model server[/]: {model.base_url} (OpenAI-compatible)")
+        with api_server(app) as base:
+            _send_requests(base, console)
+            difytrace.force_flush()
+            with console.status("waiting for the worker's spans…"):
+                workers.poll(
+                    lambda: _complete(live.spans()),
+                    SPANS_TIMEOUT_S,
+                    "the demo's spans did not all arrive",
+                )
+            if broker.redis:
+                with console.status("waiting for ops_trace to deliver the records…"):
+                    workers.poll(
+                        lambda: len({s.trace_id for s in ops.spans()}) >= 2,
+                        SPANS_TIMEOUT_S,
+                        _OPS_WAIT,
+                    )
+    difytrace.force_flush()
+
+
+def _is_ops_publish(spans: Sequence[cli_tree.SpanLike]) -> bool:
+    return all(s.name.endswith("difytrace.ops_trace.deliver") for s in spans)
+
+
+def _draw(live: list[Any], ops: list[Any], console: Console) -> None:
+    console.print(Rule("live telemetry: what your collector receives (Flask → Celery → LLM)"))
+    traces = cli_tree.group_traces(live)
+    publishes = [t for t in traces.values() if _is_ops_publish(t)]
+    for spans in traces.values():
+        if not _is_ops_publish(spans):
+            console.print(cli_tree.trace_table(spans))
+    if publishes:
+        console.print(
+            f"(and {len(publishes)} short trace(s) of ops_trace handing its records to its queue)\n"
+        )
+    if ops:
+        console.print(
+            Rule(
+                "ops_trace: the same runs as records, delivered by the worker "
+                "(Langfuse and LangSmith get these)"
+            )
+        )
+        cli_tree.draw(ops, console)
+        shared = {s.trace_id for s in ops} & {s.trace_id for s in live}
+        console.print(
+            f"{len(shared)} ops_trace trace(s) share their trace id with the live "
+            "trace: one id links Tempo/Jaeger to Langfuse."
+        )
+
+
+def run(out: Path, console: Console, environ: dict[str, str]) -> int:
+    """Run the demo; return the exit code."""
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="difytrace-demo-")))
+        broker = stack.enter_context(embedded.broker(workdir, environ))
+        live = stack.enter_context(OTLPReceiver())
+        ops = stack.enter_context(OTLPReceiver())
+        model = stack.enter_context(OpenAIServer())
+        console.print(f"[bold]broker[/]: {broker.note}")
+        console.print(f"[bold]OTLP receiver[/]: {live.endpoint}")
+        try:
+            _exercise(Stage(broker, workdir, live, ops, model), console)
+        finally:
+            embedded.clean(broker)
+        live_spans, ops_spans = list(live.spans()), list(ops.spans())
+    console.print()
+    _draw(live_spans, ops_spans, console)
+    path = cli_otlp_json.write([*live_spans, *ops_spans], out)
+    console.print(f"[bold]OTLP/JSON[/]: {len(live_spans) + len(ops_spans)} spans written to {path}")
+    from difytrace.demo.guide import print_guide
+
+    print_guide(console)
+    return 0
