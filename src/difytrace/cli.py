@@ -11,12 +11,30 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
 
 from difytrace.exceptions import DifytraceError
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (subcommands inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not in 0..65535")
+    return port
 
 
 def _parser(
@@ -125,7 +143,7 @@ def _add_receive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     receive.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=4318,
         help="port to listen on, 0 for any free one (default: %(default)s)",
     )
@@ -163,7 +181,7 @@ def _add_ops_trace(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``difytrace`` command."""
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="difytrace",
         description="OpenTelemetry for Dify-style Flask + Celery + LLM apps.",
         epilog="examples:\n  difytrace demo\n  difytrace doctor\n  difytrace receive --port 4318",
