@@ -119,3 +119,15 @@ def test_bootstrap_keeps_the_plugin_providers(span_capture: SpanCapture) -> None
 def test_metric_point_defaults() -> None:
     point = MetricPoint(name="x", kind="gauge", attributes={}, value=3)
     assert (point.count, point.temporality, point.resource) == (None, None, {})
+
+
+def test_wait_for_timeout_message_stays_short(span_capture: SpanCapture) -> None:
+    for i in range(300):
+        with tracer.start_as_current_span(f"many-{i}"):
+            pass
+    with pytest.raises(AssertionError) as info:
+        span_capture.wait_for(name="never", timeout=0.01)
+    text = str(info.value)
+    assert "Arrived (300 span(s)):" in text
+    assert text.endswith("  … 200 more line(s) not shown")
+    assert len(text.splitlines()) == 103

@@ -213,3 +213,16 @@ def test_many_identical_expected_children_fail_fast() -> None:
     assert find_tree(spans, expected) is None
     assert find_tree(spans, S("stream", children=[S("chunk")] * 301)) is None
     assert_tree(spans, S("stream", children=[S("chunk")] * 300))
+
+
+def test_long_drawings_are_cut_and_the_blamed_trace_comes_first() -> None:
+    noise = [_span(f"noise-{i}", 10 + i, None, i) for i in range(500)]
+    target = [_span("late", 9, None, 10_000), _span("kid", 8, 9, 10_001)]
+    with pytest.raises(AssertionError) as info:
+        assert_tree(noise + target, S("late", children=[S("other")]))
+    lines = str(info.value).split("Actual (502 span(s)):\n")[1].splitlines()
+    assert lines[0].startswith("  late [INTERNAL]")
+    assert lines[0].endswith("✗ here")
+    assert lines[1].startswith("  └── kid")
+    assert len(lines) == 201
+    assert lines[-1] == "  … 302 more line(s) not shown"

@@ -68,20 +68,38 @@ def render_spans(
     keys: Collection[str] = (),
     indent: str = "  ",
     marks: Mapping[str, str] | None = None,
+    *,
+    max_lines: int | None = None,
+    first: CapturedSpan | None = None,
 ) -> str:
     """Every trace in ``spans`` drawn as a tree, one root per block.
 
     ``keys`` chooses the attributes shown (else the first few); ``marks`` appends a note to
-    the line of the span with that id.
+    the line of the span with that id. The tree holding ``first`` comes first; past
+    ``max_lines`` the drawing is cut with a note of how much was left out.
     """
     spans = list(spans)
     index = children_index(spans)
     marks = marks or {}
     out: list[str] = []
-    for root in index.get(None, []):
+    top = _root_of(first, spans) if first is not None else None
+    roots = sorted(index.get(None, []), key=lambda r: r is not top)
+    for root in roots:
         out.append(indent + _line(root, keys, marks))
         _tree_lines(root, index, keys, marks, prefix=indent, out=out)
+    if max_lines is not None and len(out) > max_lines:
+        left = len(out) - max_lines
+        out = [*out[:max_lines], f"{indent}… {left} more line(s) not shown"]
     return "\n".join(out)
+
+
+def _root_of(span: CapturedSpan, spans: list[CapturedSpan]) -> CapturedSpan:
+    by_id = {s.span_id: s for s in spans}
+    seen: set[str] = set()
+    while span.parent_span_id in by_id and span.span_id not in seen:
+        seen.add(span.span_id)
+        span = by_id[span.parent_span_id]
+    return span
 
 
 def render_expected(spec: S | Repeat, indent: str = "  ") -> str:

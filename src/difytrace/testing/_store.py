@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from difytrace.testing._model import CapturedSpan
 
 SpanPredicate = Callable[[CapturedSpan], bool]
+_MAX_LINES = 100  # of the drawing of what arrived, in a timeout message
 
 
 class SpanStore:
@@ -78,7 +79,7 @@ class SpanStore:
             + (f" named {name!r}" if name else "")
             + (" matching the predicate" if predicate else "")
         )
-        arrived = render_spans(self._spans) if self._spans else "  (nothing)"
+        arrived = render_spans(self._spans, max_lines=_MAX_LINES) if self._spans else "  (nothing)"
         return (
             f"timed out after {timeout}s waiting for {what}; {len(found)} matched.\n"
             f"Arrived ({len(self._spans)} span(s)):\n{arrived}"

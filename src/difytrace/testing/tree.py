@@ -17,6 +17,8 @@ from difytrace.testing._spec import Repeat, S
 
 __all__ = ["Repeat", "S", "assert_tree", "explain_node", "find_tree"]
 
+_MAX_LINES = 200  # of the actual trees drawn in a failure message
+
 
 def _closest(candidates: list[CapturedSpan], spec: S) -> CapturedSpan:
     # Prefer a span that matches itself (then its children are to blame), then the earliest.
@@ -87,13 +89,19 @@ def assert_tree(
     matcher = Matcher(spans, ordered, exact)
     candidates = [s for s in spans if name_ok(expected.name, s.name)]
     marks: dict[str, str] = {}
+    first: CapturedSpan | None = None
     if candidates:
         blamed, why = _explain(matcher, _closest(candidates, expected), expected)
         marks[blamed.span_id] = "✗ here"
+        first = blamed
     else:
         why = f"no span is named {expected.name!r}"
     keys = _keys(expected, set())
-    actual = render_spans(spans, keys, marks=marks) if spans else "  (no spans)"
+    actual = (
+        render_spans(spans, keys, marks=marks, max_lines=_MAX_LINES, first=first)
+        if spans
+        else "  (no spans)"
+    )
     raise AssertionError(
         f"span tree not found: {why}\n\nExpected:\n{render_expected(expected)}\n\n"
         f"Actual ({len(spans)} span(s)):\n{actual}"
