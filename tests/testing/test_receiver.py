@@ -11,9 +11,11 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -285,3 +287,78 @@ def test_plain_class_lifecycle() -> None:
         assert receiver.requests() == []
     receiver.stop()  # twice is fine
     assert receiver.spans() == []
+
+
+def test_exponential_histograms_gauges_and_json_metrics(otlp_receiver: OTLPReceiver) -> None:
+    def observe(options: CallbackOptions) -> list[Observation]:
+        return [Observation(7, {"queue": "ops_trace"})]
+
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=otlp_receiver.endpoint + "/v1/metrics"),
+        export_interval_millis=3_600_000,
+    )
+    views = [View(instrument_name="latency", aggregation=ExponentialBucketHistogramAggregation())]
+    meter_provider = MeterProvider(metric_readers=[reader], views=views)
+    meter = meter_provider.get_meter("m")
+    meter.create_observable_gauge("depth", callbacks=[observe])
+    latency = meter.create_histogram("latency")
+    for value in (1.0, 2.0, 5.0):
+        latency.record(value)
+    meter_provider.shutdown()
+    otlp_receiver.wait_for_metric("latency")
+    (depth,) = otlp_receiver.metrics()["depth"]
+    assert (depth.kind, depth.value, depth.attributes) == ("gauge", 7, {"queue": "ops_trace"})
+    (exp,) = otlp_receiver.metrics()["latency"]
+    assert (exp.kind, exp.count, exp.sum, exp.min, exp.max) == (
+        "exponential_histogram",
+        3,
+        8.0,
+        1.0,
+        5.0,
+    )
+    assert otlp_receiver.histogram("latency").count == 3
+
+    body = {
+        "resourceMetrics": [
+            {
+                "scopeMetrics": [
+                    {
+                        "scope": {"name": "j"},
+                        "metrics": [
+                            {
+                                "name": "tokens",
+                                "unit": "{token}",
+                                "histogram": {
+                                    "aggregationTemporality": 1,
+                                    "dataPoints": [
+                                        {
+                                            "attributes": [
+                                                {"key": "t", "value": {"stringValue": "input"}}
+                                            ],
+                                            "count": "2",
+                                            "sum": 30,
+                                            "bucketCounts": ["1", "1"],
+                                            "explicitBounds": [10],
+                                            "startTimeUnixNano": "1",
+                                            "timeUnixNano": "2",
+                                        }
+                                    ],
+                                },
+                            }
+                        ],
+                    }
+                ]
+            }
+        ]
+    }
+    for _ in range(2):
+        status, _ = _post(
+            otlp_receiver,
+            "/v1/metrics",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json"},
+        )
+        assert status == 200
+    (tokens,) = otlp_receiver.metrics()["tokens"]
+    assert (tokens.temporality, tokens.count, tokens.sum) == ("delta", 4, 60.0)
+    assert (tokens.bucket_counts, tokens.explicit_bounds) == ((2, 2), (10.0,))
