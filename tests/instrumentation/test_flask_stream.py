@@ -223,3 +223,35 @@ def test_buffered_response_is_not_a_stream(app, span_capture):
     assert semconv.HTTP_STREAM not in server_span(span_capture).attributes
     list(body)
     body.close()
+
+
+def test_server_file_wrapper_is_passed_through_for_sendfile(app, span_capture):
+    from io import BytesIO
+
+    from werkzeug.wsgi import FileWrapper
+
+    @app.get("/download")
+    def download() -> flask.Response:
+        return flask.send_file(BytesIO(b"x" * 10), mimetype="text/plain")
+
+    environ = EnvironBuilder(path="/download").get_environ()
+    environ["wsgi.file_wrapper"] = FileWrapper
+    body = app(environ, lambda status, headers, exc_info=None: None)
+    assert isinstance(body, FileWrapper)  # the server can still use sendfile()
+    assert server_span(span_capture).name == "GET /download"
+    body.close()
+
+
+def test_head_of_a_stream_and_the_test_client(app, probe, span_capture):
+    response = app.test_client().head("/apps/app-1/chat-messages")
+    assert response.status_code == 200
+    response.close()
+    span = server_span(span_capture)
+    assert span.attributes[semconv.HTTP_STREAM_CHUNKS] == 0
+    assert probe.started_ns == 0  # HEAD: the generator never ran
+
+    span_capture.clear()
+    streamed = app.test_client().get("/apps/app-1/chat-messages")
+    assert streamed.data == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    streamed.close()
+    assert server_span(span_capture).attributes[semconv.HTTP_STREAM_CHUNKS] == 3

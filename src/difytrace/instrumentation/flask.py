@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from flask import Flask, Request
 
 _ENV_KEY = "difytrace.request"
+_DONE = context.Context()
 _STREAM_METRIC_KEYS = semconv.HTTP_STREAM_DURATION.attributes
 _set_span = trace.set_span_in_context
 _attach = context.attach
@@ -149,10 +150,11 @@ class _Request:
             self.span.set_attributes(ids)
         keys = self.tel.baggage_keys
         if any(key in keys for key in ids):
-            self.ctx = identity.with_baggage(self.ctx, ids, keys)
+            previous, self.ctx = self.ctx, identity.with_baggage(self.ctx, ids, keys)
+            current = context.get_current()
             # The token is dropped on purpose: the request's own detach in Flask.__call__
             # (or after each stream chunk) restores the context from before the request.
-            _attach(identity.with_baggage(context.get_current(), ids, keys))
+            _attach(self.ctx if current is previous else identity.with_baggage(current, ids, keys))
 
     def view_failed(self, exc: BaseException) -> None:
         self.error = exc
@@ -184,6 +186,9 @@ class _Request:
         span.end(end_ns)
         if self.tel.duration is not None:
             self._record(end_ns, code, error_type)
+        # Break the request ↔ environ and request ↔ context cycles: freed without the GC.
+        self.environ.pop(_ENV_KEY, None)
+        self.ctx = _DONE
 
     def _annotate(
         self, span: trace.Span, code: int, error_type: str | None, disconnected: bool

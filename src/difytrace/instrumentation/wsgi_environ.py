@@ -79,23 +79,30 @@ def parent_context(environ: WSGIEnvironment) -> Context:
     return propagator.extract(environ, _EMPTY, _GETTER)
 
 
-def _address(environ: WSGIEnvironment, scheme: str) -> tuple[str, int | None]:
-    host = environ.get("HTTP_HOST")
-    if not host:
-        port = environ.get("SERVER_PORT")
-        return environ.get("SERVER_NAME", ""), int(port) if port and port.isdigit() else None
+def _parse_host(host: str, scheme: str) -> tuple[str, int | None]:
     name, sep, port = host.rpartition(":")
     if sep and port.isdigit() and (not name.startswith("[") or name.endswith("]")):
         return name.strip("[]"), int(port)
     return host.strip("[]"), _DEFAULT_PORTS.get(scheme)
 
 
-def _client(environ: WSGIEnvironment) -> str | None:
-    forwarded = environ.get("HTTP_X_FORWARDED_FOR")
-    # Behind ProxyFix, REMOTE_ADDR already holds the client the app's config trusts.
-    if forwarded and PROXY_FIX_KEY not in environ:
-        return str(forwarded.partition(",")[0].strip())
-    return environ.get("REMOTE_ADDR")
+# (Host header, scheme) → (server.address, server.port): a server sees few distinct hosts.
+_hosts: dict[tuple[str, str], tuple[str, int | None]] = {}
+_MAX_HOSTS = 256
+
+
+def _address(environ: WSGIEnvironment, scheme: str) -> tuple[str, int | None]:
+    host = environ.get("HTTP_HOST")
+    if not host:
+        port = environ.get("SERVER_PORT")
+        return environ.get("SERVER_NAME", ""), int(port) if port and port.isdigit() else None
+    key = (host, scheme)
+    found = _hosts.get(key)
+    if found is None:
+        found = _parse_host(host, scheme)
+        if len(_hosts) < _MAX_HOSTS:  # the header is the client's: never grow without bound
+            _hosts[key] = found
+    return found
 
 
 def peer_attributes(environ: WSGIEnvironment, attrs: dict[str, Any]) -> str:
@@ -107,23 +114,32 @@ def peer_attributes(environ: WSGIEnvironment, attrs: dict[str, Any]) -> str:
         attrs[semconv.SERVER_ADDRESS] = address
     if port is not None:
         attrs[semconv.SERVER_PORT] = port
-    client = _client(environ)
-    if client:
-        attrs[semconv.CLIENT_ADDRESS] = client
+    forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+    # Behind ProxyFix, REMOTE_ADDR already holds the client the app's config trusts.
+    if forwarded and PROXY_FIX_KEY not in environ:
+        attrs[semconv.CLIENT_ADDRESS] = forwarded.partition(",")[0].strip()
+    else:
+        client = environ.get("REMOTE_ADDR")
+        if client:
+            attrs[semconv.CLIENT_ADDRESS] = client
     return scheme
 
 
 def request_attributes(environ: WSGIEnvironment, method: str) -> dict[str, Any]:
     """The span attributes known when the request comes in."""
-    path: str = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    get = environ.get
+    path: str = get("PATH_INFO", "")
+    script = get("SCRIPT_NAME")
+    if script:
+        path = script + path
     if not path.isascii():  # PEP 3333 hands the bytes over as latin-1
         path = path.encode("latin-1").decode("utf-8", "replace")
     attrs: dict[str, Any] = {semconv.HTTP_REQUEST_METHOD: method, semconv.URL_PATH: path}
     peer_attributes(environ, attrs)
-    agent = environ.get("HTTP_USER_AGENT")
+    agent = get("HTTP_USER_AGENT")
     if agent:
         attrs[semconv.USER_AGENT_ORIGINAL] = agent
-    protocol = environ.get("SERVER_PROTOCOL")
+    protocol = get("SERVER_PROTOCOL")
     if protocol:
         attrs[semconv.NETWORK_PROTOCOL_VERSION] = (
             _PROTOCOLS.get(protocol) or protocol.partition("/")[2]
