@@ -131,3 +131,25 @@ def test_wait_for_timeout_message_stays_short(span_capture: SpanCapture) -> None
     assert "Arrived (300 span(s)):" in text
     assert text.endswith("  … 200 more line(s) not shown")
     assert len(text.splitlines()) == 103
+
+
+def test_reset_configuration_can_uninstrument(span_capture: SpanCapture) -> None:
+    import difytrace
+    from difytrace.instrumentation import INSTRUMENTORS
+    from difytrace.instrumentation.flask import FlaskInstrumentor
+
+    flask = FlaskInstrumentor()
+    was_instrumented = flask.is_instrumented_by_opentelemetry
+    others = [name for name in INSTRUMENTORS if name != "difytrace_flask"]
+    try:
+        assert difytrace.configure(enabled=True, exporter="none", disabled_instrumentations=others)
+        assert bootstrap.configured_by() == "configure()"
+        assert flask.is_instrumented_by_opentelemetry
+        assert "difytrace_flask" in reset_configuration(uninstrument=True)
+        assert not flask.is_instrumented_by_opentelemetry
+        assert bootstrap.configured_by() is None
+        assert isinstance(trace.get_tracer_provider(), TracerProvider)
+    finally:
+        reset_configuration()
+        if was_instrumented and not flask.is_instrumented_by_opentelemetry:
+            flask.instrument()
