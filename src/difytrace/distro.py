@@ -36,7 +36,9 @@ class DifytraceDistro(BaseDistro):  # type: ignore[misc]
             settings = load_settings()
         except ConfigurationError as exc:
             print(f"difytrace: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
+            # This runs inside site's import of sitecustomize, where SystemExit is a fatal
+            # interpreter error with a traceback; nothing has started yet, so leave at once.
+            os._exit(2)
         if settings.gevent == "on" or (
             settings.gevent == "auto" and gevent_order.gevent_requested()
         ):

@@ -705,7 +705,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             sources[setting.name] = var
             break
     if problems:
-        raise ConfigurationError("difytrace settings: " + "; ".join(problems))
+        # One variable can feed several settings (OTLP_BASE_ENDPOINT): name it once.
+        raise ConfigurationError("difytrace settings: " + "; ".join(dict.fromkeys(problems)))
     for name, signal in (("traces_endpoint", "traces"), ("metrics_endpoint", "metrics")):
         src = sources[name]
         if values["protocol"] == "grpc":

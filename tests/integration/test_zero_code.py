@@ -76,7 +76,7 @@ def test_configure_with_enable_otel_traces() -> None:
     [
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "udp", "accepted: http/protobuf (or http), grpc"),
         ("OTEL_SAMPLING_RATE", "1.5", "a number from 0 to 1"),
-        ("OTLP_BASE_ENDPOINT", "collector:4318", "absolute http:// or https:// URL"),
+        ("OTLP_TRACE_ENDPOINT", "collector:4318", "absolute http:// or https:// URL"),
         ("OTEL_EXPORTER_OTLP_HEADERS", "authorization", "name=value pairs"),
     ],
 )
