@@ -255,3 +255,34 @@ def test_head_of_a_stream_and_the_test_client(app, probe, span_capture):
     assert streamed.data == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
     streamed.close()
     assert server_span(span_capture).attributes[semconv.HTTP_STREAM_CHUNKS] == 3
+
+
+def test_span_open_across_yields_stays_the_parent_in_later_chunks(app, span_capture):
+    @app.get("/llm-stream")
+    def llm_stream() -> flask.Response:
+        def tokens() -> Iterator[str]:
+            with tracer.start_as_current_span("llm stream"):
+                for i in range(3):
+                    with tracer.start_as_current_span(f"token {i}"):
+                        pass
+                    yield f"data: {i}\n\n"
+            with tracer.start_as_current_span("after llm"):
+                pass
+
+        return flask.Response(flask.stream_with_context(tokens()), mimetype="text/event-stream")
+
+    body, _ = call(app, "/llm-stream")
+    for _ in body:
+        assert trace.get_current_span() is trace.INVALID_SPAN
+    body.close()
+    assert_tree(
+        span_capture.spans(),
+        S(
+            "GET /llm-stream",
+            children=[
+                S("llm stream", children=[S(f"token {i}") for i in range(3)], exact=True),
+                S("after llm"),
+            ],
+            exact=True,
+        ),
+    )

@@ -255,6 +255,9 @@ class _StreamBody:
             if self._it is None:
                 self._it = iter(self._body)
             chunk = next(self._it)
+            # What the generator made current carries over to its next chunk (a span opened
+            # around a ``yield`` stays the parent of what follows), not to the server's code.
+            req.ctx = context.get_current()
         except StopIteration:
             req.safe_finish()
             raise
