@@ -179,8 +179,12 @@ def _add_ops_trace(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         register(sub)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``difytrace`` command."""
+_OWN_COMMANDS = ("demo", "settings", "doctor", "receive")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``difytrace`` command. With ``command`` one of difytrace's
+    own, the ops_trace commands (seconds of imports) are left out."""
     parser: argparse.ArgumentParser = _Parser(
         prog="difytrace",
         description="OpenTelemetry for Dify-style Flask + Celery + LLM apps.",
@@ -213,13 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     settings.set_defaults(handler=_settings)
     _add_doctor(sub)
     _add_receive(sub)
-    _add_ops_trace(sub)
+    if command not in _OWN_COMMANDS:
+        _add_ops_trace(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:

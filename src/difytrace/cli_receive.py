@@ -32,7 +32,11 @@ class TraceDrawer:
             count = len(trace_spans)
             if self._seen.get(trace_id, (0, 0.0))[0] != count:
                 self._seen[trace_id] = (count, now)
-            settled = final or now - self._seen[trace_id][1] >= self._settle_s
+            # Children end (and are exported) before their parents: without its root a trace
+            # is probably incomplete, so it gets longer to settle.
+            has_root = any(span.parent_span_id is None for span in trace_spans)
+            quiet = now - self._seen[trace_id][1]
+            settled = final or quiet >= self._settle_s * (1 if has_root else 5)
             if settled and self._drawn.get(trace_id) != count:
                 self._console.print(cli_tree.trace_table(trace_spans))
                 self._drawn[trace_id] = count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -71,36 +72,45 @@ def test_healthy_setup_passes(
     assert receiver.spans() == []  # the probe exports nothing
 
 
+@pytest.fixture
+def broken_run(
+    tmp_path: Path, fake_vendor: str, closed_port: int, otlp_receiver: OTLPReceiver
+) -> tuple[subprocess.CompletedProcess[str], int, str]:
+    """One doctor run with three faults: a wrong Langfuse key, the broker down (with a
+    password in its URL) and the live-telemetry OTLP endpoint down."""
+    env = _env(tmp_path, fake_vendor, otlp_receiver, "sk-wrong")
+    env["DIFYTRACE_OPS_TRACE_BROKER_URL"] = f"redis://:hunter2@127.0.0.1:{closed_port}/0"
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{closed_port}"
+    return run_cli("doctor", env=env), closed_port, fake_vendor
+
+
 def test_wrong_key_names_the_destination_and_the_401(
-    tmp_path: Path, fake_vendor: str, otlp_receiver: OTLPReceiver
+    broken_run: tuple[subprocess.CompletedProcess[str], int, str],
 ) -> None:
-    receiver = otlp_receiver
-    proc = run_cli("doctor", env=_env(tmp_path, fake_vendor, receiver, "sk-wrong"))
+    proc, _, vendor = broken_run
     assert proc.returncode == 1
-    line = _line(proc.stdout, "Langfuse", fake_vendor)
+    line = _line(proc.stdout, "Langfuse", vendor)
     assert "✗" in line
     assert "credentials rejected (HTTP 401" in line
     assert "sk-wrong" not in proc.stdout + proc.stderr
 
 
 def test_unreachable_broker_is_named(
-    tmp_path: Path, fake_vendor: str, closed_port: int, otlp_receiver: OTLPReceiver
+    broken_run: tuple[subprocess.CompletedProcess[str], int, str],
 ) -> None:
-    receiver = otlp_receiver
-    env = _env(tmp_path, fake_vendor, receiver, LANGFUSE_KEYS[1])
-    env["DIFYTRACE_OPS_TRACE_BROKER_URL"] = f"redis://:hunter2@127.0.0.1:{closed_port}/0"
-    proc = run_cli("doctor", env=env)
-    assert proc.returncode == 1
-    line = _line(proc.stdout, f"broker redis://:****@127.0.0.1:{closed_port}/0")
+    proc, port, _ = broken_run
+    line = _line(proc.stdout, f"broker redis://:****@127.0.0.1:{port}/0")
     assert "✗" in line
     assert "unreachable" in line
     assert "hunter2" not in proc.stdout + proc.stderr
 
 
-def test_unreachable_otlp_endpoint_fails(closed_port: int) -> None:
-    proc = run_cli("doctor", env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{closed_port}"})
-    assert proc.returncode == 1
-    assert "unreachable" in _line(proc.stdout, "OTLP traces", str(closed_port))
+def test_unreachable_otlp_endpoint_fails(
+    broken_run: tuple[subprocess.CompletedProcess[str], int, str],
+) -> None:
+    proc, port, _ = broken_run
+    assert "unreachable" in _line(proc.stdout, "OTLP traces", f"127.0.0.1:{port}")
+    assert re.search(r"doctor: \d+ passed, [3-9] failed", proc.stdout), proc.stdout
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 BIN = Path(sys.executable).parent
@@ -40,7 +40,7 @@ def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
 def _send(endpoint: str) -> None:
     provider = TracerProvider(resource=Resource.create({"service.name": "sender"}))
     provider.add_span_processor(
-        SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint + "/v1/traces"))
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint + "/v1/traces"))
     )
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("POST /chat", kind=SpanKind.SERVER) as server:
