@@ -26,7 +26,7 @@ are covered, and so are subclasses (Dify's ``DifyApp``):
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from difytrace import bootstrap, semconv
 from difytrace._guard import report_internal_error
-from difytrace.instrumentation import identity, wsgi_environ
+from difytrace.instrumentation import identity, wsgi_environ, wsgi_stream
 
 try:
     from flask.globals import _cv_request
@@ -235,63 +235,11 @@ class _Request:
             report_internal_error("flask request end", error)
 
 
-class _StreamBody:
-    """A streamed WSGI body whose request span ends when the server is done with it."""
-
-    __slots__ = ("_body", "_it", "_req")
-
-    def __init__(self, body: Iterable[bytes], req: _Request) -> None:
-        self._body = body
-        self._it: Iterator[bytes] | None = None
-        self._req = req
-
-    def __iter__(self) -> _StreamBody:
-        return self
-
-    def __next__(self) -> bytes:
-        req = self._req
-        token = _attach(req.ctx)
-        try:
-            if self._it is None:
-                self._it = iter(self._body)
-            chunk = next(self._it)
-            # What the generator made current carries over to its next chunk (a span opened
-            # around a ``yield`` stays the parent of what follows), not to the server's code.
-            req.ctx = context.get_current()
-        except StopIteration:
-            req.safe_finish()
-            raise
-        except BaseException as exc:
-            req.safe_finish(exc)
-            raise
-        finally:
-            _detach(token)
-        if not req.chunks:
-            req.first_ns = time_ns()
-        req.chunks += 1
-        return chunk
-
-    def close(self) -> None:
-        """Close the body (client gone or response done); ends the span if still open."""
-        req = self._req
-        token = _attach(req.ctx)
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        except BaseException as exc:
-            req.safe_finish(exc, disconnected=True)
-            raise
-        finally:
-            req.safe_finish(disconnected=True)
-            _detach(token)
-
-
 def _respond(req: _Request, body: Iterable[bytes]) -> Iterable[bytes]:
     wrapper = req.environ.get("wsgi.file_wrapper")
     # A server's file wrapper is left alone so that it can still use sendfile().
     if req.streamed and not (isinstance(wrapper, type) and isinstance(body, wrapper)):
-        return _StreamBody(body, req)
+        return wsgi_stream.ObservedBody(body, req)
     req.safe_finish()
     return body
 
