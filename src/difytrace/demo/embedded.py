@@ -105,9 +105,10 @@ def clean(broker: Broker) -> None:
 
     client = redis.Redis.from_url(broker.url, socket_timeout=2)
     try:
+        queues = (broker.app_queue, broker.ops_queue)
         keys = [
-            broker.app_queue,
-            broker.ops_queue,
+            *queues,
+            *(f"_kombu.binding{kind}.{q}" for q in queues for kind in ("", "_permanent")),
             *client.scan_iter(match=f"{broker.key_prefix}:*", count=500),
         ]
         client.delete(*keys)

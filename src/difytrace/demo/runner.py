@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.rule import Rule
 
 from difytrace import cli_otlp_json, cli_tree
@@ -233,7 +234,7 @@ def run(out: Path, console: Console, environ: dict[str, str]) -> int:
         live = stack.enter_context(OTLPReceiver())
         ops = stack.enter_context(OTLPReceiver())
         model = stack.enter_context(OpenAIServer())
-        console.print(f"[bold]broker[/]: {broker.note}")
+        console.print(f"[bold]broker[/]: {escape(broker.note)}")
         console.print(f"[bold]OTLP receiver[/]: {live.endpoint}")
         try:
             _exercise(Stage(broker, workdir, live, ops, model), console)
