@@ -1,13 +1,13 @@
 """Documented synthetic series, backfilled with ``promtool tsdb create-blocks-from
 openmetrics`` for what the live workload does not produce.
 
-Which series are synthetic: see ``LIVE`` in test_dashboards_panels_data.py: everything not
-emitted live by an instrumentation the workload drives — today the GenAI, ops_trace and
-exporter-health metrics (until their code lands and the workload calls it) and always the
-collector's span metrics. Shape: ``COMBOS`` label sets per metric, one point every 15 s for
-the last 10 minutes, counters growing linearly, gauges flat, histograms with one observation
-value per label set. Every series carries ``job="synthetic"`` so it is told apart from live
-ones in Prometheus.
+Which series are synthetic: see ``LIVE`` in test_dashboards_panels_data.py: every metric not
+emitted live by code the workload drives. Today: the exporter-health metrics (nothing emits
+them yet), the ops_trace queue depth (the sweeper reports nothing for an empty Redis queue),
+and always the collector's span metrics. Shape: ``COMBOS`` label sets per metric, one point
+every 15 s for the last 10 minutes, counters growing linearly, gauges flat, histograms with one
+observation value per label set. Every series carries ``job="synthetic"`` so it is told apart
+from live ones in Prometheus.
 """
 
 from __future__ import annotations

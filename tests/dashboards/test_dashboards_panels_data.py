@@ -1,13 +1,16 @@
 """Every dashboard panel query returns data from a real Prometheus scraping real difytrace.
 
-A Flask API process and a Celery worker process (tests/dashboards/workload.py) run with
-difytrace configured and expose their metrics (difytrace.prometheus); a Prometheus started here
-(Debian package, 127.0.0.1, temporary storage, 1 s scrapes) scrapes them while the test drives
-traffic twice (so every counter has grown inside the rate window). Metrics no instrumentation
-of the workload emits yet, and the collector-only span metrics, are backfilled from
-synthetic.py first. Then every target of every dashboard, with its template variables resolved
-by their own queries against the same server, must return a non-empty result whose series
-carry every ``by (...)`` label, with finite values. ``$__rate_interval`` is resolved to 5m.
+Three processes run tests/dashboards/workload.py with difytrace configured and expose their
+metrics (difytrace.prometheus): a Flask API (HTTP, SSE, OpenAI SDK calls to a fake OpenAI
+server, ops_trace submits), a Celery worker, and the ops_trace worker delivering to fake
+Langfuse servers (one accepting, one refusing with 400) and a closed port. A Prometheus started
+here (Debian package, 127.0.0.1, temporary storage, 1 s scrapes) scrapes them while the test
+drives traffic in rounds until every live series has what rate() and quantiles need. Metrics
+the workload does not emit (``LIVE`` says which are live) and the collector-only span metrics
+are backfilled from dash_synthetic.py first. Then every target of every dashboard, with its
+template variables resolved by their own queries against the same server, must return a
+non-empty result whose series carry every ``by (...)`` label, with finite values.
+``$__rate_interval`` is resolved to 5m.
 """
 
 from __future__ import annotations
@@ -48,7 +51,16 @@ LIVE: dict[str, tuple[MetricSpec, ...]] = {
         sc.CELERY_TASK_PUBLISHED,
     ),
     "difytrace.instrumentation.llm.openai": sc.GENAI_METRICS,
+    # queue.depth stays synthetic: the worker's sweeper cannot sample an empty Redis queue
+    # (kombu's passive queue_declare answers 404 NOT_FOUND, so no 0 is ever reported).
+    "difytrace.ops_trace.worker": tuple(
+        s for s in sc.OPS_TRACE_METRICS if s is not sc.OPS_TRACE_QUEUE_DEPTH
+    ),
 }
+#: Counters that must grow in the window (ratio denominators); the others only need two samples
+#: (a flat counter is a rate of 0: data). Histograms always must grow (quantiles of nothing are
+#: NaN).
+MUST_GROW = {sc.OPS_TRACE_DELIVERED, sc.OPS_TRACE_SUBMITTED, sc.CELERY_TASK_PUBLISHED}
 T = TypeVar("T")
 
 
@@ -136,31 +148,27 @@ def stack(
     for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER"):
         env.pop(var, None)
     redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    env.update({
+        "DIFYTRACE_OPS_TRACE_BROKER_URL": redis_url,
+        "DIFYTRACE_OPS_TRACE_QUEUE": f"{queue}-ops",
+        "DIFYTRACE_OPS_TRACE_KEY_PREFIX": f"dash:{queue}",
+        "DIFYTRACE_OPS_TRACE_RETRY_BASE_MS": "100",
+        "DIFYTRACE_OPS_TRACE_RETRY_MAX_MS": "500",
+        "DIFYTRACE_OPS_TRACE_SWEEP_INTERVAL_MS": "200",
+        "DIFYTRACE_OPS_TRACE_HTTP_TIMEOUT_MS": "2000",
+    })  # fmt: skip
     procs: list[subprocess.Popen[bytes]] = []
     try:
         ports = {}
-        for role in ("worker", "api"):
+        roles = ("worker", "ops", "api")
+        for role in roles:  # started together, awaited together: imports are slow under load
+            args = ["--redis", redis_url, "--queue", queue, "--ready", str(tmp / f"{role}.json")]
+            cmd = [sys.executable, str(HERE / "workload.py"), role, *args]
+            procs.append(_spawn(cmd, tmp / f"{role}.log", env))
+        for role, proc in zip(roles, procs, strict=True):
             ready = tmp / f"{role}.json"
-            procs.append(
-                _spawn(
-                    [
-                        sys.executable,
-                        str(HERE / "workload.py"),
-                        role,
-                        "--redis",
-                        redis_url,
-                        "--queue",
-                        queue,
-                        "--ready",
-                        str(ready),
-                    ],
-                    tmp / f"{role}.log",
-                    env,
-                )
-            )
-            ports[role] = json.loads(
-                poll(f"{role} ready", lambda r=ready: _ready_file(r, procs[-1]))
-            )
+            text = poll(f"{role} ready", lambda r=ready, p=proc: _ready_file(r, p), timeout=120)
+            ports[role] = json.loads(text)
         live = live_specs()
         synthetic_specs = [s for s in (*sc.METRICS, *sc.COLLECTOR_METRICS) if s not in live]
         data = tmp / "data"
@@ -185,7 +193,7 @@ def stack(
                     "job_name": f"dash-{role}",
                     "static_configs": [{"targets": [f"127.0.0.1:{ports[role]['metrics_port']}"]}],
                 }
-                for role in ("api", "worker")
+                for role in ("api", "worker", "ops")
             ],
         }
         (tmp / "prometheus.yml").write_text(json.dumps(config))
@@ -246,6 +254,9 @@ def _traffic(api: str) -> None:
         "/enqueue/retry",
         "/chat/tenant-a/app-1",
         "/chat/tenant-b/app-2",
+        "/trace/tenant-a/app-1",
+        "/trace/tenant-b/app-2",
+        "/trace/tenant-c/app-3",
     ):
         _hit(api, path)
 
@@ -255,15 +266,20 @@ def _count(prom: Prom, expr: str) -> int:
     return int(float(result[0]["value"][1])) if result else 0
 
 
-def _all_grew(prom: Prom, specs: list[MetricSpec]) -> bool:
-    """Every live series has grown inside the rate window (what rate() needs)."""
+def _not_ready(prom: Prom, specs: list[MetricSpec]) -> list[str]:
+    """Live metrics whose series lack what the panels need inside the rate window."""
+    lacking = []
     for spec in specs:
         series = spec.prometheus_name + ("_count" if spec.instrument == "histogram" else "")
         series += '{job=~"dash-.*"}'
         total = _count(prom, series)
-        if not total or _count(prom, f"increase({series}[{RATE_INTERVAL}]) > 0") < total:
-            return False
-    return True
+        if spec.instrument == "histogram" or spec in MUST_GROW:
+            ready = _count(prom, f"increase({series}[{RATE_INTERVAL}]) > 0")
+        else:
+            ready = _count(prom, f"count_over_time({series}[{RATE_INTERVAL}]) >= 2")
+        if not total or ready < total:
+            lacking.append(f"{spec.name} ({ready}/{total} series ready)")
+    return lacking
 
 
 @pytest.fixture(scope="module")
@@ -277,11 +293,11 @@ def scraped(stack: dict[str, Any]) -> dict[str, Any]:
     for round_ in range(3):
         _traffic(stack["api"])
         try:
-            poll("every live series grew", lambda: _all_grew(prom, live), timeout=15)
+            poll("every live series grew", lambda: not _not_ready(prom, live), timeout=15)
             break
         except AssertionError:
             if round_ == 2:
-                raise
+                raise AssertionError(f"not ready: {_not_ready(prom, live)}") from None
     return stack
 
 
@@ -344,9 +360,9 @@ def test_every_panel_returns_data(scraped: dict[str, Any]) -> None:
     assert len(BOARDS) == 5
     problems = [p for path in BOARDS for p in _check_board(prom, json.loads(path.read_text()))]
     assert not problems, "\n".join(problems)
-    # The live metrics are really scraped from the two processes, not backfilled.
+    # The live metrics are really scraped from the workload processes, not backfilled.
     for spec in scraped["live"]:
         suffix = "_count" if spec.instrument == "histogram" else ""
         jobs = {r["metric"]["job"] for r in prom.query(f"{spec.prometheus_name}{suffix}")}
-        assert jobs & {"dash-api", "dash-worker"}, (spec.name, jobs)
+        assert jobs & {"dash-api", "dash-worker", "dash-ops"}, (spec.name, jobs)
         assert "synthetic" not in jobs, spec.name

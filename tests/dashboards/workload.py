@@ -1,13 +1,17 @@
 """The real difytrace workload the dashboard test scrapes (run as a script, one process each).
 
-``python workload.py api|worker --redis URL --queue NAME --ready FILE``
+``python workload.py api|worker|ops --redis URL --queue NAME --ready FILE``
 
 * ``api``: a Flask app (werkzeug server, threaded) with difytrace configured: ``/ok``,
   ``/fail`` (raises → 500), ``/stream`` (server-sent events), ``/enqueue/<kind>`` (publishes a
   Celery task: ok, fail, retry), ``/chat/<tenant_id>/<app_id>`` (real OpenAI SDK calls to the
   fake OpenAI server of difytrace.testing: one streamed without usage, so tokens are estimated,
   one with reported usage, one answered 429).
+  ``/trace/<tenant_id>/<app_id>`` submits an ops_trace record (and one invalid dict, dropped).
 * ``worker``: a real Celery worker (solo pool) consuming ``NAME`` on Redis.
+* ``ops``: the real ops_trace worker (``difytrace.ops_trace.worker``) on ``NAME-ops``, routing
+  tenant-a to a fake Langfuse that accepts, tenant-b to one that answers 400 (dead letters)
+  and tenant-c to a closed port (failures and retries, forever).
 
 Each process exposes its metrics with :func:`difytrace.prometheus.serve` on a free port and
 writes ``{"metrics_port": ..., "http_port": ...}`` to ``FILE`` when ready.
@@ -20,6 +24,7 @@ import contextlib
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,6 +99,14 @@ def run_api(args: argparse.Namespace) -> None:
         _chat(llm)
         return "chatted"
 
+    @app.get("/trace/<tenant_id>/<app_id>")
+    def trace(tenant_id: str, app_id: str) -> str:
+        from difytrace import ops_trace
+
+        ops_trace.submit(_message(tenant_id, app_id))
+        ops_trace.submit({"record_type": "nope"})  # refused: counted as dropped
+        return "submitted"
+
     server = make_server("127.0.0.1", 0, app, threaded=True)
     _write_ready(args.ready, metrics_port=args.metrics_port, http_port=server.server_port)
     server.serve_forever()
@@ -121,6 +134,62 @@ def _chat(llm: Any) -> None:
         client.chat.completions.create(model="gpt-4o-mini", messages=messages)
 
 
+def _message(tenant_id: str, app_id: str) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    from difytrace.ops_trace import MessageRecord, Usage
+
+    end = datetime.now(UTC)
+    return MessageRecord(
+        record_id=f"msg-{uuid.uuid4().hex}",
+        tenant_id=tenant_id,
+        app_id=app_id,
+        user_id="u-1",
+        conversation_id="conv-1",
+        name="chat",
+        start_time=end - timedelta(seconds=1),
+        end_time=end,
+        inputs={"query": "hello"},
+        outputs={"answer": "world"},
+        model="gpt-4o-mini",
+        model_provider="openai",
+        usage=Usage(input_tokens=12, output_tokens=3),
+    )
+
+
+def run_ops(args: argparse.Namespace) -> None:
+    import yaml
+
+    from difytrace.testing.vendors import FakeLangfuse
+
+    accepting, refusing = FakeLangfuse().start(), FakeLangfuse().start()
+    accepting.add_project("pk-a", "sk-a", "tenant-a")
+    refusing.add_project("pk-b", "sk-b", "tenant-b")
+    refusing.fail(400, times=10**6)
+    routes = {
+        "tenants": {
+            "tenant-a": {"destinations": [_langfuse(accepting, "pk-a", "sk-a")]},
+            "tenant-b": {"destinations": [_langfuse(refusing, "pk-b", "sk-b")]},
+            "tenant-c": {"destinations": [{"kind": "otlp", "endpoint": "http://127.0.0.1:9"}]},
+        }
+    }
+    path = Path(args.ready).with_name("routes.yaml")
+    path.write_text(yaml.safe_dump(routes))
+    os.environ["DIFYTRACE_OPS_TRACE_DESTINATIONS"] = str(path)
+    from difytrace.ops_trace import worker
+
+    _write_ready(args.ready, metrics_port=args.metrics_port, http_port=0)
+    worker.app.worker_main(
+        ["worker", "--pool=solo", f"--queues={os.environ['DIFYTRACE_OPS_TRACE_QUEUE']}",
+         "--loglevel=WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"]
+    )  # fmt: skip
+
+
+def _langfuse(server: Any, public_key: str, secret_key: str) -> dict[str, str]:
+    return {"kind": "langfuse", "host": server.endpoint, "public_key": public_key,
+            "secret_key": secret_key, "api": "otlp"}  # fmt: skip
+
+
 def run_worker(args: argparse.Namespace) -> None:
     celery_app = make_celery(args.redis, args.queue)
     _write_ready(args.ready, metrics_port=args.metrics_port, http_port=0)
@@ -132,7 +201,7 @@ def run_worker(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("role", choices=["api", "worker"])
+    parser.add_argument("role", choices=["api", "worker", "ops"])
     parser.add_argument("--redis", required=True)
     parser.add_argument("--queue", required=True)
     parser.add_argument("--ready", required=True)
@@ -143,9 +212,15 @@ def main() -> None:
 
     endpoint = serve(port=0)
     args.metrics_port = endpoint.port
-    difytrace.configure(enabled=True, service_name=f"dash-{args.role}", exporter="none")
+    # litellm's instrumentor is not driven here and its import costs seconds.
+    difytrace.configure(
+        enabled=True,
+        service_name=f"dash-{args.role}",
+        exporter="none",
+        disabled_instrumentations=["litellm"],
+    )
     os.environ.setdefault("DIFYTRACE_STRICT", "1")
-    (run_api if args.role == "api" else run_worker)(args)
+    {"api": run_api, "worker": run_worker, "ops": run_ops}[args.role](args)
 
 
 if __name__ == "__main__":

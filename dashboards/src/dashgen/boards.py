@@ -136,7 +136,9 @@ def ops_trace() -> Dashboard:
             "Records per delivery batch.",
         ),
     ]
-    queue = Variable("queue", "Queue", _series(sc.OPS_TRACE_QUEUE_DEPTH), QUEUE)
+    queue = Variable(
+        "queue", "Queue", _series(sc.OPS_TRACE_QUEUE_DEPTH, sc.OPS_TRACE_WORKERS), QUEUE
+    )
     return Dashboard(
         "difytrace-ops-trace",
         "difytrace / ops_trace",
