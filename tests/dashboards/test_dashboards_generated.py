@@ -64,3 +64,12 @@ def test_unknown_metric_fails_loudly() -> None:
 def test_unknown_attribute_fails_loudly() -> None:
     with pytest.raises(promql.UnknownMetric):
         promql.Scope({}).rate(semconv.OPS_TRACE_DELIVERED, ("tenant_id",))
+
+
+def test_provisioning_files_parse() -> None:
+    import yaml
+
+    providers = yaml.safe_load((DASHBOARDS / "provisioning" / "dashboards.yaml").read_text())
+    assert providers["providers"][0]["type"] == "file"
+    sources = yaml.safe_load((DASHBOARDS / "provisioning" / "datasources.yaml").read_text())
+    assert sources["datasources"][0]["type"] == "prometheus"

@@ -1,0 +1,162 @@
+"""The LLM usage and exporter-health dashboards."""
+
+from __future__ import annotations
+
+from difytrace import semconv as sc
+
+from ._common import (
+    APP,
+    ERROR,
+    ESTIMATED,
+    MODEL,
+    PROVIDER,
+    SERVICE,
+    TENANT,
+    TOKEN_TYPE,
+    legend,
+    quantiles,
+    series,
+    service_var,
+)
+from .grafana import Dashboard, Panel, Target, Variable
+from .promql import Scope, label, ratio
+
+
+def llm_usage() -> Dashboard:
+    """Tokens, cost, latency and TTFT by provider/model/tenant/app; estimated token share."""
+    tokens, dur = sc.GEN_AI_CLIENT_TOKEN_USAGE, sc.GEN_AI_CLIENT_OPERATION_DURATION
+    cost, ttft = sc.GEN_AI_CLIENT_COST, sc.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK
+    scope = Scope({SERVICE: "service", TENANT: "tenant", APP: "app"})
+    pm, ta = (PROVIDER, MODEL), (TENANT, APP)
+    panels = [
+        Panel(
+            "Tokens by model",
+            "short",
+            (Target(scope.rate(tokens, (*pm, TOKEN_TYPE), "_sum"), legend(*pm, TOKEN_TYPE)),),
+            "Tokens per second, input and output.",
+        ),
+        Panel(
+            "Tokens by tenant / app",
+            "short",
+            (Target(scope.rate(tokens, ta, "_sum"), legend(*ta)),),
+        ),
+        Panel(
+            "Cost by model (USD/h)",
+            "currencyUSD",
+            (Target(f"3600 * {scope.rate(cost, pm)}", legend(*pm)),),
+        ),
+        Panel(
+            "Cost by tenant / app (USD/h)",
+            "currencyUSD",
+            (Target(f"3600 * {scope.rate(cost, ta)}", legend(*ta)),),
+        ),
+        Panel("Call latency", "s", quantiles(scope, dur, pm)),
+        Panel("Time to first token", "s", quantiles(scope, ttft, pm)),
+        Panel(
+            "Calls and errors",
+            "reqps",
+            (
+                Target(scope.rate(dur, pm, "_count"), f"calls {legend(*pm)}"),
+                Target(
+                    scope.rate(dur, (*pm, ERROR), "_count", matchers={ERROR: ".+"}),
+                    f"errors {legend(*pm, ERROR)}",
+                ),
+            ),
+        ),
+        Panel(
+            "Estimated token share",
+            "percentunit",
+            (
+                Target(
+                    ratio(
+                        scope.rate(tokens, pm, "_sum", matchers={ESTIMATED: "true"}),
+                        scope.rate(tokens, pm, "_sum"),
+                    ),
+                    legend(*pm),
+                ),
+            ),
+            "Tokens counted by difytrace's estimate, not the provider.",
+        ),
+    ]
+    variables = (
+        service_var(tokens, dur, cost),
+        Variable("tenant", "Tenant", series(tokens), TENANT),
+        Variable("app", "App", series(tokens), APP),
+    )
+    return Dashboard(
+        "difytrace-llm",
+        "difytrace / LLM usage",
+        "LLM calls: tokens, cost, latency, time to first token.",
+        variables,
+        panels,
+    )
+
+
+def exporter_health() -> Dashboard:
+    """Spans dropped and export failures per process; spans the agent collector saw."""
+    exported, dropped = sc.EXPORTER_SPANS_EXPORTED, sc.EXPORTER_SPANS_DROPPED
+    failures, calls = sc.EXPORTER_EXPORT_FAILURES, sc.SPAN_METRICS_CALLS
+    scope = Scope({SERVICE: "service"})
+    proc = ("job", "instance")
+    status = label(sc.STATUS_CODE)
+    drop_all = scope.rate(dropped, proc)
+    panels = [
+        Panel(
+            "Spans dropped per process",
+            "cps",
+            (
+                Target(
+                    scope.rate(dropped, (*proc, label(sc.EXPORTER_REASON))),
+                    legend(*proc, label(sc.EXPORTER_REASON)),
+                ),
+            ),
+        ),
+        Panel(
+            "Export failures per process",
+            "cps",
+            (
+                Target(
+                    scope.rate(failures, (*proc, label(sc.EXPORTER_SIGNAL), ERROR)),
+                    legend(*proc, label(sc.EXPORTER_SIGNAL), ERROR),
+                ),
+            ),
+        ),
+        Panel(
+            "Drop ratio per process",
+            "percentunit",
+            (
+                Target(
+                    ratio(
+                        drop_all,
+                        f"{scope.rate(exported, proc)} + ({drop_all} or 0 * "
+                        f"{scope.rate(exported, proc)})",
+                    ),
+                    legend(*proc),
+                ),
+            ),
+        ),
+        Panel(
+            "Spans exported per process",
+            "cps",
+            (Target(scope.rate(exported, proc), legend(*proc)),),
+        ),
+        Panel(
+            "Spans seen by the agent collector",
+            "cps",
+            (Target(scope.rate(calls, (SERVICE, status)), legend(SERVICE, status)),),
+            "span_metrics connector, before sampling.",
+        ),
+        Panel(
+            "Span duration (agent collector)",
+            "s",
+            quantiles(scope, sc.SPAN_METRICS_DURATION, (SERVICE, label(sc.SPAN_NAME)))[1:2],
+            "p95 by service and span name, before sampling.",
+        ),
+    ]
+    return Dashboard(
+        "difytrace-exporter",
+        "difytrace / exporter health",
+        "Is telemetry flowing? Drops and failures per process.",
+        (service_var(exported, dropped, failures, calls),),
+        panels,
+    )
