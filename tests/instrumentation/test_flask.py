@@ -299,3 +299,17 @@ def test_subclass_and_instrumentation_dependencies(instrumented, span_capture):
     assert app.test_client().get("/console/api/ping").text == "pong"
     assert server_span(span_capture).name == "GET /console/api/ping"
     assert tuple(instrumented.instrumentation_dependencies()) == ("flask >= 3.0",)
+
+
+def test_app_instrumented_by_contrib_gets_one_server_span(instrumented, span_capture):
+    contrib = pytest.importorskip("opentelemetry.instrumentation.flask")
+    ContribInstrumentor = contrib.FlaskInstrumentor
+
+    app = make_app()
+    ContribInstrumentor.instrument_app(app)  # what Dify's ext_otel does
+    try:
+        app.test_client().get("/forbidden")
+    finally:
+        ContribInstrumentor.uninstrument_app(app)
+    (span,) = span_capture.spans()
+    assert span.scope_name == "opentelemetry.instrumentation.flask"

@@ -249,7 +249,7 @@ def _wrap_call(original: Callable[..., Iterable[bytes]]) -> Callable[..., Iterab
         app: Flask, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         tel = _TELEMETRY
-        if tel is None or _ENV_KEY in environ:
+        if tel is None or _ENV_KEY in environ or _CONTRIB_FLAG in app.__dict__:
             return original(app, environ, start_response)
         try:
             req = _Request(tel, environ, start_response)
@@ -269,6 +269,11 @@ def _wrap_call(original: Callable[..., Iterable[bytes]]) -> Callable[..., Iterab
 
     __call__.__wrapped__ = original  # type: ignore[attr-defined]
     return __call__
+
+
+# Set on an app by opentelemetry-instrumentation-flask's instrument_app() (Dify's ext_otel
+# calls it): that app already gets a server span, and a second one would double every trace.
+_CONTRIB_FLAG = "_is_instrumented_by_opentelemetry"
 
 
 def _current_request() -> Request | None:
