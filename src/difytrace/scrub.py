@@ -27,26 +27,36 @@ logger = logging.getLogger("difytrace")
 REDACTED = "[REDACTED]"
 TRUNCATED = "…[truncated]"
 
+# Start of a token: not after a letter or digit, or right after a JSON escape (\n, \t, ...)
+# so that secrets inside JSON-encoded content are found too.
+_B = r"(?:(?<![A-Za-z0-9_])|(?<=\\[nrtbf]))"
+_B_ = r"(?:(?<![A-Za-z0-9])|(?<=\\[nrtbf]))"  # "_" allowed before (my_sk-...)
+
+_KEYS = (
+    r"(?i:api[_-]?key|apikey|secret|password|passwd|pwd|access[_-]?token|auth[_-]?token|"
+    r"client[_-]?secret|authorization|x-api-key|token)"
+)
+_ASSIGN = r"(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?"  # =, :, "key": "v", JSON-escaped quotes
+
 # Each pattern: (regex, replacement). Group-preserving replacements keep the key visible.
 _SECRET_PATTERNS: tuple[tuple[str, str], ...] = (
     # scheme://user:password@host → keep the user, drop the password
     (r"(?P<k>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@\"'\\]*:)[^\s@/\"'\\]+(?=@)", r"\g<k>" + REDACTED),
-    (r"(?i)(?P<k>\b(?:bearer|basic|token)\s+)[A-Za-z0-9._~+/\-]{8,}=*", r"\g<k>" + REDACTED),
+    (r"(?P<k>" + _B + r"(?i:bearer|basic|token)\s+)[A-Za-z0-9._~+/\-]{8,}=*", r"\g<k>" + REDACTED),
     (
-        r"(?<![A-Za-z0-9])(?:sk|pk|rk)-[A-Za-z0-9_\-]{16,}",
+        _B_ + r"(?:sk|pk|rk)-[A-Za-z0-9_\-]{16,}",
         REDACTED,
     ),  # OpenAI, Anthropic, Langfuse, ...
-    (r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}", REDACTED),  # JWT
-    (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", REDACTED),  # AWS access key id
-    (r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", REDACTED),  # GitHub
-    (r"\bxox[abprs]-[A-Za-z0-9\-]{10,}", REDACTED),  # Slack
-    (r"\bAIza[0-9A-Za-z_\-]{35}\b", REDACTED),  # Google API key
-    (r"\blsv2_[a-z]{2}_[A-Za-z0-9_]{20,}", REDACTED),  # LangSmith
-    # key=value / "key": "value" for secret-looking keys
+    (_B + r"eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}", REDACTED),  # JWT
+    (_B + r"(?:AKIA|ASIA)[0-9A-Z]{16}\b", REDACTED),  # AWS access key id
+    (_B + r"gh[pousr]_[A-Za-z0-9]{30,}\b", REDACTED),  # GitHub
+    (_B + r"xox[abprs]-[A-Za-z0-9\-]{10,}", REDACTED),  # Slack
+    (_B + r"AIza[0-9A-Za-z_\-]{35}\b", REDACTED),  # Google API key
+    (_B + r"lsv2_[a-z]{2}_[A-Za-z0-9_]{20,}", REDACTED),  # LangSmith
+    # key=value / "key": "value" for secret-looking keys; the value stops before another key
     (
-        r"(?i)(?P<k>\b(?:api[_-]?key|apikey|secret|password|passwd|pwd|access[_-]?token|"
-        r"auth[_-]?token|client[_-]?secret|authorization|x-api-key)[\"']?\s*[:=]\s*[\"']?)"
-        r"(?!\[REDACTED\])[^\s\"'&,;}{]+",
+        r"(?P<k>" + _B + _KEYS + _ASSIGN + r")(?!\[REDACTED\])(?:(?!" + _KEYS + _ASSIGN + r")"
+        r"[^\s\"'&,;}{\\()<>\[\]|])+",
         r"\g<k>" + REDACTED,
     ),
 )
@@ -101,7 +111,8 @@ class Scrubber:
         self._rules = [(re.compile(p), r) for p, r in rules]
         card = PII_PATTERNS["credit_card"][0]
         self._luhn_rules = {i for i, (p, _) in enumerate(rules) if p == card}
-        self._any = re.compile("|".join(f"(?:{p})" for p, _ in rules))
+        # One pre-filter for all rules (named groups renamed away: they repeat across rules).
+        self._any = re.compile("|".join(f"(?:{p.replace('(?P<k>', '(?:')})" for p, _ in rules))
         self.max_attribute_bytes = max_attribute_bytes
         self.max_span_bytes = max_span_bytes
         self._memo: dict[str, str] = {}

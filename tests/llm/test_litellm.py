@@ -31,10 +31,10 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _collect_litellm_leaks() -> Iterator[None]:
-    """litellm leaves event loops and sockets for the garbage collector; collect them here,
-    warnings ignored, so they cannot fail an unrelated test later in this worker."""
+    """litellm leaves event loops and sockets for the garbage collector; collect them after
+    this module, warnings ignored, so they cannot fail an unrelated test of this worker."""
     yield
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,0 +1,124 @@
+"""The manual API (context manager and decorator) for runtimes no instrumentor knows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import openai
+import pytest
+
+from difytrace.instrumentation.llm.manual import current_llm_call, llm_call
+from difytrace.testing import CapturedSpan, SpanCapture, histogram_totals
+from difytrace.testing.openai_server import OpenAIServer
+
+from .conftest import LLMSetup
+
+
+def llm_spans(capture: SpanCapture) -> list[CapturedSpan]:
+    return [s for s in capture.spans() if "gen_ai.operation.name" in s.attributes]
+
+
+def test_context_manager_reports_stream_usage_and_response(
+    llm: LLMSetup, span_capture: SpanCapture
+) -> None:
+    with llm_call(provider="openai", model="gpt-4o", messages="Hi", temperature=0.1) as call:
+        for piece in ("Hel", "lo", "!"):
+            call.chunk(piece)
+        call.usage(input_tokens=120, output_tokens=30, cache_read_tokens=100, reasoning_tokens=10)
+        call.response(model="gpt-4o-2024-08-06", response_id="r-1", finish_reason="stop")
+    (span,) = llm_spans(span_capture)
+    a = span.attributes
+    assert span.name == "chat gpt-4o"
+    assert a["gen_ai.request.temperature"] == 0.1
+    assert a["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    assert a["gen_ai.usage.reasoning.output_tokens"] == 10
+    assert a["gen_ai.response.time_to_first_chunk"] >= 0
+    assert json.loads(a["langfuse.observation.usage_details"]) == {
+        "input": 20,
+        "input_cached_tokens": 100,
+        "output": 20,
+        "output_reasoning_tokens": 10,
+        "total": 150,
+    }
+    assert a["difytrace.gen_ai.usage.cost"] > 0
+    assert "gen_ai.input.messages" not in a  # content off by default
+
+
+def test_without_usage_tokens_are_estimated_and_flagged(
+    llm: LLMSetup, span_capture: SpanCapture
+) -> None:
+    with llm_call(
+        provider="openai", model="gpt-4o-mini", messages=[{"role": "user", "content": "word " * 40}]
+    ) as call:
+        call.response(text="an answer of some length", finish_reason="stop")
+    (span,) = llm_spans(span_capture)
+    assert span.attributes["difytrace.gen_ai.usage.estimated"] is True
+    assert span.attributes["gen_ai.usage.input_tokens"] >= 50
+    assert span.attributes["gen_ai.usage.output_tokens"] == 6
+    points = span_capture.metrics()["gen_ai.client.token.usage"]
+    assert histogram_totals(points, {"difytrace.gen_ai.usage.estimated": "true"}).count == 2
+
+
+def test_exception_propagates_untouched_and_fails_the_span(
+    llm: LLMSetup, span_capture: SpanCapture
+) -> None:
+    class RuntimeDown(Exception):
+        pass
+
+    with pytest.raises(RuntimeDown), llm_call(provider="openai", model="gpt-4o"):
+        raise RuntimeDown("model runtime unavailable")
+    (span,) = llm_spans(span_capture)
+    assert span.status_code == "ERROR"
+    assert span.attributes["error.type"].endswith("RuntimeDown")
+
+
+def test_decorator_sync_and_async_one_span_per_call(
+    llm: LLMSetup, span_capture: SpanCapture
+) -> None:
+    @llm_call(provider="openai", model="gpt-4o-mini")
+    def invoke(prompt: str) -> str:
+        call = current_llm_call()
+        assert call is not None
+        call.usage(input_tokens=5, output_tokens=7)
+        return prompt.upper()
+
+    @llm_call(provider="openai", model="gpt-4o-mini", operation="text_completion")
+    async def ainvoke(prompt: str) -> str:
+        return prompt
+
+    assert invoke("a") == "A"
+    assert invoke("b") == "B"
+    assert asyncio.run(ainvoke("c")) == "c"
+    spans = llm_spans(span_capture)
+    assert [s.name for s in spans] == ["chat gpt-4o-mini"] * 2 + ["text_completion gpt-4o-mini"]
+    assert spans[0].attributes["gen_ai.usage.output_tokens"] == 7
+    assert current_llm_call() is None
+
+
+def test_sdk_calls_inside_are_not_traced_twice(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    client = openai.OpenAI(
+        base_url=openai_server.base_url, api_key=openai_server.api_key, max_retries=0
+    )
+    with llm_call(provider="openai", model="gpt-4o-mini") as call:
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
+        call.usage(input_tokens=1, output_tokens=1)
+    client.close()
+    assert len(llm_spans(span_capture)) == 1
+
+
+def test_content_capture_records_messages(llm_content: LLMSetup, span_capture: SpanCapture) -> None:
+    with llm_call(
+        provider="openai", model="gpt-4o", messages=[{"role": "user", "content": "What is 2+2?"}]
+    ) as call:
+        call.chunk("4")
+        call.usage(input_tokens=3, output_tokens=1)
+    a = llm_spans(span_capture)[0].attributes
+    assert json.loads(a["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "What is 2+2?"}]}
+    ]
+    assert json.loads(a["gen_ai.output.messages"])[0]["parts"] == [{"type": "text", "content": "4"}]

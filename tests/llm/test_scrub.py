@@ -1,0 +1,179 @@
+"""Scrubbing and truncation: secrets never reach an exported span; JSON stays valid JSON."""
+
+from __future__ import annotations
+
+import json
+import string
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
+
+from difytrace.scrub import REDACTED, Scrubber, ScrubbingSpanExporter, truncate
+
+ALNUM = string.ascii_letters + string.digits
+SEPARATORS = st.sampled_from([" ", "\n", "\t", '"', "'", ",", ";", "(", ")", "<", ">", "|"])
+filler = st.text(min_size=0, max_size=40)
+token = st.text(alphabet=ALNUM, min_size=16, max_size=48)
+password_chars = ALNUM + "!$%*+-_~.,;=&()"
+
+
+@st.composite
+def secret(draw: st.DrawFn) -> tuple[str, str]:  # noqa: PLR0911 - one return per kind
+    """(text as it appears, the part that must not survive)."""
+    kind = draw(st.sampled_from(["openai", "bearer", "url", "kv", "jwt", "aws", "langfuse"]))
+    value = draw(token)
+    if kind == "openai":
+        value = "sk-" + draw(st.sampled_from(["", "proj-", "ant-api03-"])) + value
+        return value, value
+    if kind == "langfuse":
+        value = draw(st.sampled_from(["sk-lf-", "pk-lf-"])) + value
+        return value, value
+    if kind == "bearer":
+        return draw(st.sampled_from(["Bearer ", "bearer ", "Basic "])) + value, value
+    if kind == "url":
+        pw = draw(st.text(alphabet=password_chars, min_size=12, max_size=30))
+        host = draw(st.sampled_from(["db.internal:5432", "redis", "10.0.0.3"]))
+        return f"{draw(st.sampled_from(['postgres', 'redis', 'https']))}://app:{pw}@{host}/0", pw
+    if kind == "kv":
+        key = draw(st.sampled_from(["api_key", "API-KEY", "password", "client_secret", "token"]))
+        sep = draw(st.sampled_from(["=", ": ", '": "', "="]))
+        return f"{key}{sep}{value}", value
+    if kind == "jwt":
+        jwt = f"eyJ{value[:10]}.eyJ{value[10:]}.{value[::-1]}"
+        return jwt, jwt
+    aws = "AKIA" + draw(
+        st.text(alphabet=string.ascii_uppercase + string.digits, min_size=16, max_size=16)
+    )
+    return aws, aws
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    parts=st.lists(st.tuples(filler, SEPARATORS, secret(), SEPARATORS), min_size=1, max_size=4),
+    tail=filler,
+)
+def test_secrets_never_survive_redaction(
+    parts: list[tuple[str, str, tuple[str, str], str]], tail: str
+) -> None:
+    text = "".join(f"{f}{a}{shown}{b}" for f, a, (shown, _), b in parts) + tail
+    fillers = "".join(f for f, _, _, _ in parts) + tail
+    for _, _, (_, hidden), _ in parts:
+        assume(hidden not in fillers)
+    out = Scrubber().redact(text)
+    for _, _, (_, hidden), _ in parts:
+        assert hidden not in out
+    assert REDACTED in out
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=200),
+    lambda children: (
+        st.lists(children, max_size=8) | st.dictionaries(st.text(max_size=10), children, max_size=8)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    doc=st.one_of(
+        st.lists(json_values, max_size=10),
+        st.dictionaries(st.text(max_size=10), json_values, max_size=10),
+    ),
+    budget=st.integers(min_value=64, max_value=2048),
+)
+def test_truncation_keeps_valid_json_within_budget(doc: object, budget: int) -> None:
+    text = json.dumps(doc, ensure_ascii=False)
+    out = truncate(text, budget)
+    assert len(out.encode()) <= max(budget, len(text.encode()) if out == text else budget)
+    assert len(out.encode()) <= budget or out == text
+    json.loads(out)  # still valid JSON
+    if len(text.encode()) <= budget:
+        assert out == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(min_size=0, max_size=3000), budget=st.integers(min_value=16, max_value=1000))
+def test_plain_text_truncation_respects_the_byte_budget(text: str, budget: int) -> None:
+    out = truncate(text, budget)
+    assert len(out.encode()) <= budget or out == text
+
+
+@settings(max_examples=60, deadline=None)
+@given(parts=st.lists(st.tuples(filler, SEPARATORS, secret(), SEPARATORS), min_size=1, max_size=3))
+def test_exported_spans_carry_no_secret(parts: list[tuple[str, str, tuple[str, str], str]]) -> None:
+    text = "".join(f"{f}{a}{shown}{b}" for f, a, (shown, _), b in parts)
+    hidden = [h for _, _, (_, h), _ in parts]
+    for h in hidden:
+        assume(h not in "".join(f for f, _, _, _ in parts))
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(ScrubbingSpanExporter(memory, Scrubber())))
+    span = provider.get_tracer("t").start_span(
+        "chat",
+        attributes={
+            "gen_ai.input.messages": json.dumps(
+                [{"role": "user", "parts": [{"type": "text", "content": text}]}]
+            ),
+            "url.full": text,
+            "list": (text, "ok"),
+            "http.request.header.authorization": "x",
+        },
+    )
+    span.add_event("exception", {"exception.message": text})
+    span.set_status(Status(StatusCode.ERROR, text))
+    span.end()
+    (exported,) = memory.get_finished_spans()
+    dumped = exported.to_json()
+    for h in hidden:
+        assert h not in dumped
+        assert json.dumps(h)[1:-1] not in dumped
+    assert exported.attributes["http.request.header.authorization"] == REDACTED
+    json.loads(exported.attributes["gen_ai.input.messages"])
+    provider.shutdown()
+
+
+class _Exploding(Scrubber):
+    def redact(self, text: str) -> str:
+        if "BOOM" in text:
+            raise RuntimeError("scrubber bug")
+        return super().redact(text)
+
+
+def test_a_failing_value_is_dropped_not_the_span() -> None:
+    scrubbed = _Exploding().attributes({"a": "fine", "b": "BOOM", "c": 3})
+    assert scrubbed == {"a": "fine", "c": 3}
+
+
+def test_span_budget_is_shared_by_the_largest_attributes() -> None:
+    scrubber = Scrubber(max_attribute_bytes=10_000, max_span_bytes=12_000)
+    attrs = {f"k{i}": "x" * 9000 for i in range(4)} | {"small": "keep me"}
+    out = scrubber.attributes(attrs)
+    assert out is not None
+    assert out["small"] == "keep me"
+    assert sum(len(v.encode()) for v in out.values()) <= 12_000 + 64
+
+
+def test_pii_patterns_are_opt_in() -> None:
+    text = "mail jane.doe@example.com card 4111 1111 1111 1111 order 1234567890123"
+    assert Scrubber().redact(text) == text
+    out = Scrubber(pii=("email", "credit_card")).redact(text)
+    assert "jane.doe@example.com" not in out
+    assert "4111 1111 1111 1111" not in out
+    assert "1234567890123" in out  # fails the Luhn check: not a card number
+    assert Scrubber(extra_pattern=r"order \d+").redact(text).endswith(REDACTED)
+
+
+def test_clean_spans_are_passed_through_unchanged() -> None:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(ScrubbingSpanExporter(memory, Scrubber())))
+    with provider.get_tracer("t").start_as_current_span("chat", attributes={"a": "b", "n": 1}):
+        pass
+    (span,) = memory.get_finished_spans()
+    assert dict(span.attributes or {}) == {"a": "b", "n": 1}
+    provider.shutdown()
