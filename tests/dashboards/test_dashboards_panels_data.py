@@ -216,6 +216,20 @@ def stack(
         yield {"prom": prom, "api": api, "live": live, "tmp": tmp}
     finally:
         _stop(procs)
+        _cleanup_redis(redis_url, queue)
+
+
+def _cleanup_redis(url: str, queue: str) -> None:
+    """Delete this run's queues, kombu bindings and ops_trace keys (all named after queue)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"*{queue}*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    finally:
+        client.close()
 
 
 def _ready_file(path: Path, proc: subprocess.Popen[bytes]) -> str | None:
