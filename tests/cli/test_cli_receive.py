@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "DIFYTRACE_STRICT": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DIFYTRACE_STRICT": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "250"}
     proc = subprocess.Popen(
         [str(BIN / "difytrace"), "receive", "--port", "0", *args],
         stdout=subprocess.PIPE,
