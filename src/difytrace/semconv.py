@@ -94,24 +94,30 @@ class MetricSpec:
 
     @property
     def prometheus_name(self) -> str:
-        """The series name Prometheus shows, as both the collector's ``prometheus`` exporter and
-        ``opentelemetry-exporter-prometheus`` write it (metric suffixes on, the default).
+        """The series name Prometheus shows, as the collector's ``prometheus`` exporter writes it
+        (prometheus/otlptranslator, metric suffixes on: the default) and as
+        ``opentelemetry-exporter-prometheus`` does for every name in this module.
 
-        Dots become underscores; the unit is appended as a word unless it is ``1`` or an
-        annotation such as ``{token}``; monotonic counters get ``_total``. Histograms add
-        ``_bucket`` / ``_sum`` / ``_count`` to this name. (The collector also appends ``_ratio``
-        to *gauges* of unit ``1`` and the Python exporter does not, so no gauge uses unit ``1``.)
+        The name is split into tokens at characters Prometheus does not allow and joined with
+        ``_``; the unit is appended as a word unless a token already is that word, it is ``1``,
+        or it holds an annotation such as ``{token}``; ``X/Y`` becomes ``X_per_Y``; monotonic
+        counters end in ``_total``. Histograms add ``_bucket`` / ``_sum`` / ``_count``. The
+        collector also appends ``_ratio`` to gauges of unit ``1`` (the Python exporter does
+        not, so no difytrace gauge uses unit ``1``).
         """
-        base = _PROM_INVALID.sub("_", self.name)
-        unit = _prometheus_unit(self.unit)
-        if unit and not base.endswith(unit):
-            base = f"{base}_{unit}"
+        tokens = [t for t in _PROM_INVALID.split(self.name) if t]
+        for suffix in _prometheus_unit(self.unit):
+            if suffix and suffix not in tokens:
+                tokens.append(suffix)
         if self.instrument == "counter":
-            base += "_total"
-        return base
+            tokens = [t for t in tokens if t != "total"] + ["total"]
+        if self.instrument == "gauge" and self.unit == "1":
+            tokens = [t for t in tokens if t != "ratio"] + ["ratio"]
+        return "_".join(tokens)
 
 
-_PROM_INVALID = re.compile(r"[^a-zA-Z0-9_:]")
+_PROM_INVALID = re.compile(r"[^a-zA-Z0-9:]+")
+# prometheus/otlptranslator's unit words (UCUM c/s → Prometheus base-unit names).
 _PROM_UNITS = {
     "d": "days",
     "h": "hours",
@@ -123,23 +129,35 @@ _PROM_UNITS = {
     "By": "bytes",
     "KiBy": "kibibytes",
     "MiBy": "mebibytes",
+    "GiBy": "gibibytes",
+    "TiBy": "tibibytes",
+    "KBy": "kilobytes",
+    "MBy": "megabytes",
+    "GBy": "gigabytes",
+    "TBy": "terabytes",
+    "m": "meters",
+    "V": "volts",
+    "A": "amperes",
+    "J": "joules",
+    "W": "watts",
+    "g": "grams",
+    "Cel": "celsius",
+    "Hz": "hertz",
+    "1": "",
     "%": "percent",
 }
+_PROM_PER_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week",
+                   "mo": "month", "y": "year"}  # fmt: skip
 
 
-def _prometheus_unit(unit: str) -> str:
-    # Annotations ({token}) and the dimensionless "1" add no suffix; "X/Y" reads "X_per_Y".
-    unit = re.sub(r"\{[^}]*\}", "", unit).strip()
-    if unit in {"", "1"}:
-        return ""
-    per, _, denominator = unit.partition("/")
-    word = _PROM_UNITS.get(per, per)
-    if denominator:
-        per_word = {"s": "second", "m": "minute", "h": "hour", "d": "day"}.get(
-            denominator, denominator
-        )
-        word = f"{word}_per_{per_word}" if word else f"per_{per_word}"
-    return _PROM_INVALID.sub("_", word)
+def _prometheus_unit(unit: str) -> tuple[str, str]:
+    """(main, per) suffix words of ``unit``; a part holding ``{...}`` adds nothing."""
+    main, _, per = (part.strip() for part in unit.partition("/"))
+    main_word = "" if not main or "{" in main or "}" in main else _PROM_UNITS.get(main, main)
+    per_word = "" if not per or "{" in per or "}" in per else _PROM_PER_UNITS.get(per, per)
+    main_word = "_".join(t for t in _PROM_INVALID.split(main_word) if t)
+    per_word = "_".join(t for t in _PROM_INVALID.split(per_word) if t)
+    return main_word, f"per_{per_word}" if per_word else ""
 
 
 HTTP_SERVER_DURATION = MetricSpec(

@@ -48,8 +48,8 @@ def test_python_prometheus_exporter_writes_prometheus_name() -> None:
         assert _expected_samples(spec) <= seen, (spec.name, sorted(seen))
 
 
-# The collector's prometheus exporter (pkg/translator/prometheus, suffixes on): documented
-# cases of its unit and type suffix rules.
+# The collector's prometheus exporter (prometheus/otlptranslator, suffixes on): cases of its
+# token, unit and type suffix rules.
 @pytest.mark.parametrize(
     ("name", "instrument", "unit", "expected"),
     [
@@ -62,6 +62,13 @@ def test_python_prometheus_exporter_writes_prometheus_name() -> None:
         ("queue.depth", "up_down_counter", "{record}", "queue_depth"),
         ("cache.age.seconds", "gauge", "s", "cache_age_seconds"),
         ("cost", "counter", "USD", "cost_USD_total"),
+        ("cost", "counter", "{USD}", "cost_total"),
+        ("ops.rate", "gauge", "{record}/s", "ops_rate_per_second"),
+        ("queue.seconds.wait", "histogram", "s", "queue_seconds_wait"),
+        ("jobs.total", "counter", "1", "jobs_total"),
+        ("disk..used", "gauge", "GiBy", "disk_used_gibibytes"),
+        ("cpu.utilization", "gauge", "1", "cpu_utilization_ratio"),
+        ("temp", "gauge", "Cel", "temp_celsius"),
     ],
 )
 def test_prometheus_name_rules(name: str, instrument: str, unit: str, expected: str) -> None:
