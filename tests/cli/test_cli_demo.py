@@ -7,9 +7,12 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
+
+from difytrace.testing import OTLPReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -130,3 +133,19 @@ def test_demo_writes_the_flask_celery_llm_trace_as_otlp_json(
         s["traceId"] for s in spans if s["service"].startswith("difytrace-demo")
     }
     assert {s["name"] for s in delivered} >= {"message", "research", "Plan", "web_search"}
+
+
+def test_demo_otlp_json_is_accepted_by_an_otlp_receiver(
+    demo_run: tuple[subprocess.CompletedProcess[str], Path], otlp_receiver: OTLPReceiver
+) -> None:
+    body = demo_run[1].read_bytes()
+    count = len(_spans(json.loads(body)))
+    request = urllib.request.Request(
+        otlp_receiver.endpoint + "/v1/traces",
+        data=body,
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    received = otlp_receiver.wait_for(count=count)
+    assert any(s.name == "POST /v1/workflows/run" and s.kind == "SERVER" for s in received)
