@@ -123,6 +123,13 @@ class OpsEnv:
         proc.log = log  # type: ignore[attr-defined]
         return proc
 
+    def start_workers(self, count: int) -> list[subprocess.Popen[bytes]]:
+        """Start ``count`` workers at once (they boot in parallel)."""
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(count) as pool:
+            return list(pool.map(lambda _: self.start_worker(), range(count)))
+
     def stop_workers(self) -> None:
         """Stop every worker (TERM, then KILL)."""
         for proc in self.workers:

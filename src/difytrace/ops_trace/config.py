@@ -101,6 +101,16 @@ class Runtime:
                 self._store = OutboxStore(client, prefix)
             return self._store
 
+    def close(self) -> None:
+        """Close the broker and Redis connections of this process (they reopen on use)."""
+        with self._lock:
+            if self._pid == os.getpid():
+                if self._app is not None:
+                    self._app.close()
+                if self._store is not None:
+                    self._store.client.close()
+            self._app, self._store = None, None
+
     def publish(self, uids: list[str], *, dests: list[str] | None = None, attempt: int = 1) -> None:
         """Put one delivery message on the queue; raises when the broker is unreachable."""
         self.app.send_task(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import itertools
 import logging
 import os
 import threading
@@ -117,21 +118,17 @@ class Outbox:
         while self.unpublished:
             self.runtime.publish(self.unpublished[0])
             self.unpublished.pop(0)
-        items = [
-            self.buffer.popleft()
-            for _ in range(min(len(self.buffer), self.runtime.settings.ops_trace_batch_size))
-        ]
+        # Peek, write, then pop: records stay counted against the bound until they are safe.
+        items = list(itertools.islice(self.buffer, self.runtime.settings.ops_trace_batch_size))
         if not items:
             return
         uids = [os.urandom(12).hex() for _ in items]
         redeliver_at = time.time() + self.runtime.settings.ops_trace_redeliver_after_s
-        try:
-            self.runtime.store.put(
-                list(zip(uids, (i.payload for i in items), strict=True)), redeliver_at
-            )
-        except Exception:
-            self.buffer.extendleft(reversed(items))
-            raise
+        self.runtime.store.put(
+            list(zip(uids, (i.payload for i in items), strict=True)), redeliver_at
+        )
+        for _ in items:
+            self.buffer.popleft()  # only this thread pops; submit() appends on the right
         for item in items:
             metrics.submitted(item.kind)
         self.unpublished.append(uids)  # safe in the outbox now; publishing is the doorbell
@@ -174,6 +171,9 @@ class Outbox:
             self.flush(timeout_s)
         self.stopping = True
         self.wake.set()
+        if self.thread is not None and self.pid == os.getpid():
+            self.thread.join(timeout_s)
+        self.runtime.close()
         left = len(self.buffer) + sum(len(u) for u in self.unpublished)
         if self.buffer:
             metrics.dropped("shutdown", len(self.buffer))
