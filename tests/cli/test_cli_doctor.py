@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from difytrace import cli_doctor_ops
+from difytrace.settings import load_settings
 from difytrace.testing import OTLPReceiver
-from tests.cli.cli_support import LANGFUSE_KEYS, LANGSMITH_KEY, run_cli
+from tests.cli.cli_support import BIN, LANGFUSE_KEYS, LANGSMITH_KEY, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -144,3 +148,30 @@ def test_gevent_patch_order(
         assert proc.returncode == 1
         assert "✗" in line
         assert problem in line
+
+
+def test_a_consuming_worker_is_found(
+    tmp_path: Path, fake_vendor: str, otlp_receiver: OTLPReceiver
+) -> None:
+    env = _env(tmp_path, fake_vendor, otlp_receiver, LANGFUSE_KEYS[1])
+    queue = env["DIFYTRACE_OPS_TRACE_QUEUE"]
+    worker = subprocess.Popen(
+        [str(BIN / "difytrace"), "worker", "--pool", "solo", "--loglevel", "warning"],
+        env={**os.environ, **env, "DIFYTRACE_STRICT": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        settings = load_settings({**os.environ, **env})
+        deadline = time.monotonic() + 60
+        while not cli_doctor_ops._consumers(settings, 1.0):
+            assert worker.poll() is None, "the ops_trace worker exited"
+            assert time.monotonic() < deadline, "the worker never answered the ping"
+        proc = run_cli("doctor", env=env)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    line = _line(proc.stdout, f"workers on {queue}")
+    assert "✓" in line
+    assert "@" in line  # the worker's node name
+    assert proc.returncode == 0, proc.stdout
