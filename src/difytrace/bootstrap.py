@@ -1,38 +1,30 @@
 """Builds the resource, sampler, providers, processors and exporters; runs once per process.
 
-Exporters are built lazily, on their first export in each process, so that a gunicorn
-``--preload`` master or a Celery prefork parent never hands a live connection to its children.
-The SDK's batch processor and periodic metric reader restart their threads after ``fork`` on
-their own (``os.register_at_fork``).
+Providers are installed at once, so instruments and tracers bind; everything that holds a
+thread or a connection is built or started at the first span of each process (see
+:mod:`difytrace.forksafe`), so gunicorn ``--preload`` masters and Celery prefork parents hand
+nothing live to their children.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     MetricExporter,
-    MetricExportResult,
-    MetricsData,
-    PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SpanExporter,
-    SpanExportResult,
 )
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -42,6 +34,12 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
+from difytrace.forksafe import (
+    DeferredSpanProcessor,
+    LazyMetricExporter,
+    LazySpanExporter,
+    ProcessLocalMetricReader,
+)
 from difytrace.scrub import ScrubbingSpanExporter, scrubber_from_settings
 from difytrace.settings import Settings
 
@@ -51,63 +49,6 @@ try:
     __version__ = version("difytrace")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
-
-
-class _LazySpanExporter(SpanExporter):
-    """Builds the real exporter on the first export in each process (fork-safe)."""
-
-    def __init__(self, factory: Callable[[], SpanExporter]) -> None:
-        self._factory = factory
-        self._pid = -1
-        self._delegate: SpanExporter | None = None
-        self._lock = threading.Lock()
-
-    def _get(self) -> SpanExporter:
-        with self._lock:
-            if self._delegate is None or self._pid != os.getpid():
-                self._delegate = self._factory()
-                self._pid = os.getpid()
-            return self._delegate
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self._get().export(spans)
-
-    def shutdown(self) -> None:
-        if self._delegate is not None and self._pid == os.getpid():
-            self._delegate.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
-class _LazyMetricExporter(MetricExporter):
-    """Metric twin of :class:`_LazySpanExporter`."""
-
-    def __init__(self, factory: Callable[[], MetricExporter]) -> None:
-        super().__init__()
-        self._factory = factory
-        self._pid = -1
-        self._delegate: MetricExporter | None = None
-        self._lock = threading.Lock()
-
-    def _get(self) -> MetricExporter:
-        with self._lock:
-            if self._delegate is None or self._pid != os.getpid():
-                self._delegate = self._factory()
-                self._pid = os.getpid()
-            return self._delegate
-
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
-        return self._get().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        if self._delegate is not None and self._pid == os.getpid():
-            self._delegate.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
 def build_sampler(settings: Settings) -> Sampler:
@@ -175,51 +116,6 @@ def _metric_exporter(settings: Settings) -> MetricExporter:
     )
 
 
-class _DeferredSpanProcessor(SpanProcessor):
-    """Builds its delegate (and its thread) at the first span of each process.
-
-    Nothing starts a thread in a gunicorn master or a Celery prefork parent: threads started
-    before gevent re-initialises its hub after fork end with tracebacks at worker exit, and a
-    thread inherited through fork is dead anyway. ``on_first_span`` starts the rest of the
-    process's telemetry (the metric reader) at the same moment.
-    """
-
-    def __init__(
-        self, factory: Callable[[], SpanProcessor], on_first_span: Callable[[], None]
-    ) -> None:
-        self._factory = factory
-        self._on_first_span = on_first_span
-        self._delegate: SpanProcessor | None = None
-        self._lock = threading.Lock()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._forget)
-
-    def _forget(self) -> None:
-        # The parent's processor and its queue belong to the parent.
-        self._delegate = None
-        self._lock = threading.Lock()
-
-    def _build(self) -> SpanProcessor:
-        with self._lock:
-            if self._delegate is None:
-                self._delegate = self._factory()
-                self._on_first_span()
-            return self._delegate
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        (self._delegate or self._build()).on_start(span, parent_context)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        (self._delegate or self._build()).on_end(span)
-
-    def shutdown(self) -> None:
-        if self._delegate is not None:
-            self._delegate.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True if self._delegate is None else self._delegate.force_flush(timeout_millis)
-
-
 @dataclass
 class _State:
     settings: Settings | None = None
@@ -249,9 +145,8 @@ def configured_by() -> str | None:
 def setup_providers(settings: Settings, *, by: str) -> bool:
     """Install the tracer provider once per process; False when already done.
 
-    The span processor, the exporters and the meter provider are built at the first span of
-    each process (see :class:`_DeferredSpanProcessor`); instruments created before that bind
-    through the API's proxy meter provider.
+    The span processor and exporters are built, and the metric thread started, at the first
+    span of each process (see :mod:`difytrace.forksafe`).
     """
     with _LOCK:
         if _STATE.configured_by is not None:
@@ -262,11 +157,12 @@ def setup_providers(settings: Settings, *, by: str) -> bool:
         if _has_sdk_provider(trace.get_tracer_provider()):
             return True
         resource = build_resource(settings)
+        reader = _install_meter_provider(settings, resource)
         provider = TracerProvider(resource=resource, sampler=build_sampler(settings))
         provider.add_span_processor(
-            _DeferredSpanProcessor(
+            DeferredSpanProcessor(
                 lambda: _batch_processor(settings),
-                lambda: _start_metrics(settings, resource),
+                reader.start if reader is not None else lambda: None,
             )
         )
         trace.set_tracer_provider(provider)
@@ -280,7 +176,7 @@ def _batch_processor(settings: Settings) -> SpanProcessor:
     return BatchSpanProcessor(
         # Every span is scrubbed (secrets, PII, byte budgets) on the export thread.
         ScrubbingSpanExporter(
-            _LazySpanExporter(lambda: _span_exporter(settings)),
+            LazySpanExporter(lambda: _span_exporter(settings)),
             scrubber_from_settings(settings),
         ),
         max_queue_size=settings.bsp_max_queue_size,
@@ -290,20 +186,23 @@ def _batch_processor(settings: Settings) -> SpanProcessor:
     )
 
 
-def _start_metrics(settings: Settings, resource: Resource) -> None:
-    """Install this process's meter provider, unless metrics are off or one exists."""
+def _install_meter_provider(
+    settings: Settings, resource: Resource
+) -> ProcessLocalMetricReader | None:
+    """Install the meter provider, unless metrics are off or the host installed one."""
     if not settings.metrics_enabled or settings.metrics_exporter == "none":
-        return
+        return None
     if hasattr(metrics.get_meter_provider(), "force_flush"):
-        return
-    reader = PeriodicExportingMetricReader(
-        _LazyMetricExporter(lambda: _metric_exporter(settings)),
-        export_interval_millis=settings.metric_export_interval_ms,
-        export_timeout_millis=settings.metric_export_timeout_ms,
+        return None
+    reader = ProcessLocalMetricReader(
+        LazyMetricExporter(lambda: _metric_exporter(settings)),
+        interval_millis=settings.metric_export_interval_ms,
+        timeout_millis=settings.metric_export_timeout_ms,
     )
     meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
     metrics.set_meter_provider(meter_provider)
     _STATE.meter_provider = meter_provider
+    return reader
 
 
 def _has_sdk_provider(provider: object) -> bool:

@@ -63,15 +63,15 @@ def start(args: list[str], *, env: dict[str, str], log: Path, instrument: bool =
     command = [str(BIN / args[0]), *args[1:]]
     if instrument:
         command = [str(BIN / "opentelemetry-instrument"), *command]
-    handle = log.open("wb")
-    popen = subprocess.Popen(
-        command,
-        env=full_env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        cwd=HERE,
-        start_new_session=True,
-    )
+    with log.open("wb") as handle:  # the child keeps its own copy of the descriptor
+        popen = subprocess.Popen(
+            command,
+            env=full_env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=HERE,
+            start_new_session=True,
+        )
     return Proc(popen, log)
 
 

@@ -38,7 +38,9 @@ def _env(receiver: OTLPReceiver, service: str, queue: str, **extra: str) -> dict
     }
 
 
-def _gunicorn(receiver: OTLPReceiver, tmp: Path, port: int, queue: str, **extra: str) -> Proc:
+def _gunicorn(
+    receiver: OTLPReceiver, tmp: Path, port: int, queue: str, *options: str, **extra: str
+) -> Proc:
     proc = start(
         [
             "gunicorn",
@@ -50,6 +52,7 @@ def _gunicorn(receiver: OTLPReceiver, tmp: Path, port: int, queue: str, **extra:
             f"127.0.0.1:{port}",
             "--graceful-timeout",
             "5",
+            *options,
             "e2e_app:app",
         ],
         env=_env(receiver, "e2e-api", queue, **extra),
@@ -121,10 +124,11 @@ def stack(
         _assert_clean_exit(worker)
 
 
-def _trace_of(receiver: OTLPReceiver, kind: str, predicate: object) -> list[CapturedSpan]:
-    spans = receiver.wait_for(predicate=predicate, timeout=20)
-    root = next(s for s in spans if s.kind == kind)
-    return [s for s in receiver.spans() if s.trace_id == root.trace_id]
+def _trace_of(receiver: OTLPReceiver, last: CapturedSpan, size: int) -> list[CapturedSpan]:
+    """Wait until the trace of ``last`` has ``size`` spans; return them."""
+    return receiver.wait_for(
+        count=size, predicate=lambda s: s.trace_id == last.trace_id, timeout=20
+    )
 
 
 def test_request_task_is_one_trace_across_processes(stack: tuple[OTLPReceiver, int, str]) -> None:
@@ -133,15 +137,13 @@ def test_request_task_is_one_trace_across_processes(stack: tuple[OTLPReceiver, i
     app_id = f"app-{pool}"
     _post(port, f"/apps/{app_id}/chat-messages")
 
-    def complete(spans: list[CapturedSpan]) -> bool:
-        return any(
-            s.kind == "CONSUMER" and s.attributes.get(semconv.APP_ID) == app_id for s in spans
-        )
-
-    spans = _trace_of(receiver, "CONSUMER", complete)
+    [run] = receiver.wait_for(
+        predicate=lambda s: s.kind == "CONSUMER" and s.attributes.get(semconv.APP_ID) == app_id,
+        timeout=20,
+    )
+    spans = _trace_of(receiver, run, 3)
     server = next(s for s in spans if s.kind == "SERVER")
     publish = next(s for s in spans if s.kind == "PRODUCER")
-    run = next(s for s in spans if s.kind == "CONSUMER")
     assert server.parent_span_id is None
     assert server.attributes[semconv.HTTP_ROUTE] == "/apps/<app_id>/chat-messages"
     assert publish.parent_span_id == server.span_id
@@ -160,11 +162,9 @@ def test_sse_span_covers_the_whole_stream(stack: tuple[OTLPReceiver, int, str]) 
         body = r.read().decode()
     assert body.count("data: chunk") == 5
     [span] = receiver.wait_for(
-        predicate=lambda spans: any(
-            s.attributes.get(semconv.HTTP_ROUTE) == "/apps/<app_id>/stream" for s in spans
-        ),
+        predicate=lambda s: s.attributes.get(semconv.HTTP_ROUTE) == "/apps/<app_id>/stream",
         timeout=20,
-    )[-1:]
+    )
     assert span.duration_s >= 0.25
     assert span.attributes[semconv.HTTP_STREAM_CHUNKS] == 5
     assert 0.04 <= float(span.attributes[semconv.HTTP_TIME_TO_FIRST_BYTE]) < span.duration_s
@@ -184,8 +184,7 @@ def test_spans_are_flushed_at_sigterm(pool: str, tmp_path: Path) -> None:
         _assert_clean_exit(api)
         _assert_clean_exit(worker)
         spans = receiver.wait_for(
-            predicate=lambda spans: {"SERVER", "PRODUCER", "CONSUMER"} <= {s.kind for s in spans},
-            timeout=10,
+            count=3, predicate=lambda s: s.kind in {"SERVER", "PRODUCER", "CONSUMER"}, timeout=10
         )
         assert len({s.trace_id for s in spans if s.kind != "INTERNAL"}) == 1
 
@@ -199,11 +198,6 @@ def test_preload_master_hands_nothing_live_to_workers(tmp_path: Path) -> None:
         )
         for _ in range(4):
             _post(port, "/apps/preload/chat-messages")
-        receiver.wait_for(
-            predicate=lambda spans: (
-                sum(s.kind == "SERVER" for s in spans) == 4
-                and any(s.name == "import e2e_app" for s in spans)
-            ),
-            timeout=20,
-        )
+        receiver.wait_for(count=4, predicate=lambda s: s.kind == "SERVER", timeout=20)
+        receiver.wait_for(name="import e2e_app", timeout=20)
         _assert_clean_exit(api)
