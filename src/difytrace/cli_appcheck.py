@@ -64,14 +64,24 @@ def _instrumented() -> dict[str, bool]:
     return state
 
 
+def _grpc_gevent_active() -> bool:
+    cygrpc = sys.modules.get("grpc._cython.cygrpc")
+    return bool(getattr(cygrpc, "g_gevent_activated", False))
+
+
 def report(caught: Sequence[warnings.WarningMessage]) -> dict[str, Any]:
     """Run in the child, after the app's imports: the report as JSON-ready data."""
     from difytrace import bootstrap
     from difytrace import gevent as gevent_order
 
+    problems = gevent_order.patch_order_problems()
+    if _grpc_gevent_active():
+        # The app called init_gevent() itself (Dify's app.py does): only difytrace's own
+        # flag is unset, the order is right.
+        problems = [p for p in problems if "init_gevent()" not in p]
     return {
         "gevent_patched": gevent_order.is_patched(),
-        "problems": _monkey_warnings(caught) + gevent_order.patch_order_problems(),
+        "problems": _monkey_warnings(caught) + problems,
         "configured_by": bootstrap.configured_by(),
         "instrumented": _instrumented(),
     }

@@ -175,3 +175,34 @@ def test_a_consuming_worker_is_found(
     assert "✓" in line
     assert "@" in line  # the worker's node name
     assert proc.returncode == 0, proc.stdout
+
+
+DIFY_ORDER = """from gevent import monkey
+monkey.patch_all()
+from grpc.experimental import gevent as grpc_gevent
+grpc_gevent.init_gevent()
+import requests
+"""
+GRPC_NOT_INITIALISED = "from gevent import monkey\nmonkey.patch_all()\nimport grpc\n"
+
+
+@pytest.mark.parametrize(
+    ("source", "ok"),
+    [(DIFY_ORDER, True), (GRPC_NOT_INITIALISED, False)],
+    ids=["dify-app-py-order", "grpc-not-initialised"],
+)
+def test_grpc_patch_order(
+    tmp_path: Path, otlp_receiver: OTLPReceiver, source: str, ok: bool
+) -> None:
+    pytest.importorskip("grpc")
+    (tmp_path / "grpc_app.py").write_text(source)
+    proc = run_cli(
+        "doctor",
+        "--import",
+        "grpc_app",
+        cwd=tmp_path,
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint},
+    )
+    line = _line(proc.stdout, "gevent", "patch order (grpc_app)")
+    assert ("✓" in line) is ok, proc.stdout
+    assert proc.returncode == (0 if ok else 1)
