@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import dash_synthetic as synthetic
 import pytest
 from dashgen.__main__ import DEFAULT_OUT as DASHBOARDS
+from dashgen.alerts import ALERTS
 from dashgen.grafana import by_labels
 
 from difytrace import semconv as sc
@@ -60,7 +61,13 @@ LIVE: dict[str, tuple[MetricSpec, ...]] = {
 #: Counters that must grow in the window (ratio denominators); the others only need two samples
 #: (a flat counter is a rate of 0: data). Histograms always must grow (quantiles of nothing are
 #: NaN).
-MUST_GROW = {sc.OPS_TRACE_DELIVERED, sc.OPS_TRACE_SUBMITTED, sc.CELERY_TASK_PUBLISHED}
+#: Dead letters too: the dead-letter alert must fire on the live series.
+MUST_GROW = {
+    sc.OPS_TRACE_DELIVERED,
+    sc.OPS_TRACE_SUBMITTED,
+    sc.OPS_TRACE_DEAD_LETTERED,
+    sc.CELERY_TASK_PUBLISHED,
+}
 T = TypeVar("T")
 
 
@@ -188,6 +195,7 @@ def stack(
         )
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(DASHBOARDS / "alerts" / "difytrace.rules.yaml")],
             "scrape_configs": [
                 {
                     "job_name": f"dash-{role}",
@@ -380,3 +388,30 @@ def test_every_panel_returns_data(scraped: dict[str, Any]) -> None:
         jobs = {r["metric"]["job"] for r in prom.query(f"{spec.prometheus_name}{suffix}")}
         assert jobs & {"dash-api", "dash-worker", "dash-ops"}, (spec.name, jobs)
         assert "synthetic" not in jobs, spec.name
+
+
+@pytest.mark.integration
+def test_alert_rules_evaluate_on_the_real_series(scraped: dict[str, Any]) -> None:
+    """The rule file loads in the same Prometheus, every rule evaluates without error, and the
+    dead-letter alert fires (the workload's refusing destination dead-letters records)."""
+    prom: Prom = scraped["prom"]
+    names = {a.name for a in ALERTS}
+
+    def rules() -> list[dict[str, Any]]:
+        return [r for g in prom.get("/api/v1/rules")["groups"] for r in g["rules"]]
+
+    def settled() -> bool:
+        found = {r["name"]: r for r in rules()}
+        return (
+            set(found) >= names
+            and all(r.get("lastEvaluation", "").startswith("2") for r in found.values())
+            and found["DifytraceOpsTraceDeadLetters"].get("state") == "firing"
+        )
+
+    try:
+        poll("rules evaluated and the dead-letter alert firing", settled)
+    except AssertionError:
+        states = [(r["name"], r.get("state"), r.get("lastError")) for r in rules()]
+        raw = prom.query("difytrace_ops_trace_dead_lettered_total[10m]")
+        raise AssertionError(f"{states} {raw}") from None
+    assert [(r["name"], r.get("lastError")) for r in rules() if r["health"] != "ok"] == []
