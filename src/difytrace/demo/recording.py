@@ -48,13 +48,12 @@ def _model_fields(answer: Answer) -> dict[str, Any]:
 
 
 def submit(record: dict[str, Any]) -> None:
-    """Hand a finished record to difytrace (non-blocking) and make sure it is queued."""
+    """Hand a finished record to difytrace, as Dify does when a run or message ends."""
     if not enabled():
         return
     from difytrace import ops_trace
 
-    ops_trace.submit(record)
-    ops_trace.flush(5.0)
+    ops_trace.submit(record)  # returns at once; the outbox thread queues it
 
 
 def message_record(

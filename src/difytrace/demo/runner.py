@@ -134,42 +134,48 @@ class Stage:
     model: OpenAIServer
 
 
-def _exercise(stage: Stage, console: Console) -> None:
-    """Start the app and the workers, send the requests, wait for every span."""
-    broker, workdir, live, ops, model = (
-        stage.broker,
-        stage.workdir,
-        stage.live,
-        stage.ops,
-        stage.model,
-    )
-    import difytrace
-    from difytrace.demo import app as demo_app
-    from difytrace.demo import tasks, telemetry
-
-    env = _environment(broker, workdir, ops)
-    os.environ.update(env)
-    active = telemetry.setup("difytrace-demo-api", live.endpoint)
-    console.print("[bold]instrumentation[/]: " + ", ".join(active))
-    tasks.app.conf.update(tasks.broker_options(broker.url, broker.folder, broker.app_queue))
+def _workers(stage: Stage, env: dict[str, str]) -> list[workers.Worker]:
+    """The app's worker and, with a Redis, the ops_trace worker."""
     child_env = {
         **env,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": live.endpoint,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": stage.live.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "DIFYTRACE_DEMO_MODEL_URL": stage.model.base_url,
+        "DIFYTRACE_DEMO_MODEL_KEY": stage.model.api_key,
     }
-    procs = [workers.Worker("app", "difytrace.demo.tasks", broker.app_queue, workdir, child_env)]
+    broker = stage.broker
+    procs = [
+        workers.Worker("app", "difytrace.demo.tasks", broker.app_queue, stage.workdir, child_env)
+    ]
     if broker.redis:
         procs.append(
             workers.Worker(
                 "ops_trace",
                 "difytrace.demo.ops_worker",
                 broker.ops_queue,
-                workdir,
+                stage.workdir,
                 {**child_env, "DIFYTRACE_ENABLED": "false"},
             )
         )
-    with workers.running(procs, console):
+    return procs
+
+
+def _exercise(stage: Stage, console: Console) -> None:
+    """Start the workers and the app, send the requests, wait for every span."""
+    import difytrace
+    from difytrace.demo import app as demo_app
+    from difytrace.demo import llm, tasks, telemetry
+
+    broker, live, ops, model = stage.broker, stage.live, stage.ops, stage.model
+    env = _environment(broker, stage.workdir, ops)
+    os.environ.update(env)
+    # The workers boot (seconds of imports) while this process sets itself up.
+    with workers.running(_workers(stage, env), console) as ready:
+        active = telemetry.setup("difytrace-demo-api", live.endpoint)
+        console.print("[bold]instrumentation[/]: " + ", ".join(active))
+        tasks.app.conf.update(tasks.broker_options(broker.url, broker.folder, broker.app_queue))
+        llm.client(model.base_url, model.api_key)  # built before the requests, as in a server
         _script(model)
         app = demo_app.create_app(
             (model.base_url, model.api_key),
@@ -177,6 +183,7 @@ def _exercise(stage: Stage, console: Console) -> None:
             manual_celery="difytrace_celery" not in active,
         )
         console.print(f"[bold]model server[/]: {model.base_url} (OpenAI-compatible)")
+        ready()
         with api_server(app) as base:
             _send_requests(base, console)
             difytrace.force_flush()

@@ -100,12 +100,12 @@ class Worker:
 
 
 @contextmanager
-def running(workers: list[Worker], console: Console) -> Iterator[list[Worker]]:
-    """Start the workers in parallel and wait until each is ready; stop them at the end."""
-    try:
-        for worker in workers:
-            worker.start()
-        names = " and ".join(w.name for w in workers)
+def running(workers: list[Worker], console: Console) -> Iterator[Callable[[], None]]:
+    """Start the workers at once; the block gets a function that waits until each is ready.
+    They are stopped at the end."""
+    names = " and ".join(w.name for w in workers)
+
+    def wait_ready() -> None:
         with console.status(f"starting the {names} worker processes…"):
             poll(
                 lambda: all(w.is_up() for w in workers),
@@ -119,7 +119,11 @@ def running(workers: list[Worker], console: Console) -> Iterator[list[Worker]]:
             + ", ".join(str(w.proc.pid) for w in workers if w.proc)
             + ")"
         )
-        yield workers
+
+    try:
+        for worker in workers:
+            worker.start()
+        yield wait_ready
     finally:
         for worker in workers:
             worker.stop()
