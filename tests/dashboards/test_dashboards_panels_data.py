@@ -374,8 +374,8 @@ def _check_board(prom: Prom, board: dict[str, Any]) -> Iterator[str]:
                     yield f"value {series['value'][1]} in {series['metric']}: {where}"
 
 
-# One test over all boards: the stack (2 processes + Prometheus) starts once per run, also
-# under xdist.
+# One test over all boards and the rules: the stack (3 processes + Prometheus) starts once per
+# run, also under xdist.
 @pytest.mark.integration
 def test_every_panel_returns_data(scraped: dict[str, Any]) -> None:
     prom: Prom = scraped["prom"]
@@ -388,13 +388,12 @@ def test_every_panel_returns_data(scraped: dict[str, Any]) -> None:
         jobs = {r["metric"]["job"] for r in prom.query(f"{spec.prometheus_name}{suffix}")}
         assert jobs & {"dash-api", "dash-worker", "dash-ops"}, (spec.name, jobs)
         assert "synthetic" not in jobs, spec.name
+    _check_alert_rules(prom)
 
 
-@pytest.mark.integration
-def test_alert_rules_evaluate_on_the_real_series(scraped: dict[str, Any]) -> None:
+def _check_alert_rules(prom: Prom) -> None:
     """The rule file loads in the same Prometheus, every rule evaluates without error, and the
     dead-letter alert fires (the workload's refusing destination dead-letters records)."""
-    prom: Prom = scraped["prom"]
     names = {a.name for a in ALERTS}
 
     def rules() -> list[dict[str, Any]]:
