@@ -5,16 +5,16 @@ its own subprocess (instrumentation is process-global) and calls the WSGI app di
 server would, with a fresh environ per request; the body is iterated and closed. Spans go
 through a ``BatchSpanProcessor`` into an exporter that drops them; metrics into an in-memory
 reader that is never collected. The figure is CPU time per request (``time.process_time``,
-so the batch processor's thread counts too) over ``--requests`` requests after a warm-up, best
-of ``--rounds`` rounds. The contrib instrumentor runs with ``OTEL_SEMCONV_STABILITY_OPT_IN=http``
-so that both sides emit the same stable HTTP attributes. Compare the ratios, not the absolute
-figures, across machines.
+so the batch processor's thread counts too) over ``--requests`` requests after a warm-up,
+best of ``--rounds`` rounds taken in turns with the other variants (see :func:`main`). The
+contrib instrumentor runs with ``OTEL_SEMCONV_STABILITY_OPT_IN=http`` so that both sides emit
+the same stable HTTP attributes. Compare the ratios, not the absolute figures, across
+machines.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -123,42 +123,70 @@ def _request(app: Any, path: str) -> Callable[[], None]:
     return one
 
 
-def run_variant(name: str, requests: int, rounds: int) -> float:
-    """µs of CPU per request for one variant, in this process."""
+def serve_variant(name: str, requests: int) -> None:
+    """Child process: set up one variant, then time a round of requests per line on stdin."""
     _, instrumentation, with_metrics, path = VARIANTS[name]
     if instrumentation != "none":
         _providers(with_metrics)
     one = _request(_app(instrumentation), path)
-    for _ in range(min(requests, 2000)):
+    for _ in range(2000):
         one()
-    best = float("inf")
-    for _ in range(rounds):
+    print("ready", flush=True)
+    for _ in sys.stdin:
         start = time.process_time()
         for _ in range(requests):
             one()
-        best = min(best, (time.process_time() - start) / requests)
-    return best * 1e6
+        print((time.process_time() - start) / requests * 1e6, flush=True)
 
 
-def _in_subprocess(name: str, requests: int, rounds: int) -> float:
-    env = dict(os.environ, OTEL_SEMCONV_STABILITY_OPT_IN="http", DIFYTRACE_STRICT="1")
-    out = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--variant",
-            name,
-            "--requests",
-            str(requests),
-            "--rounds",
-            str(rounds),
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return float(json.loads(out.strip().splitlines()[-1])["us_per_request"])
+class _Child:
+    """One variant's process, waiting for its turn."""
+
+    def __init__(self, name: str, requests: int) -> None:
+        env = dict(os.environ, OTEL_SEMCONV_STABILITY_OPT_IN="http", DIFYTRACE_STRICT="1")
+        command = [sys.executable, __file__, "--variant", name, "--requests", str(requests)]
+        self.popen = subprocess.Popen(
+            command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.name = name
+
+    def _line(self) -> str:
+        assert self.popen.stdout is not None
+        line = self.popen.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark variant {self.name} exited ({self.popen.wait()})")
+        return line.strip()
+
+    def wait_ready(self) -> None:
+        if self._line() != "ready":
+            raise RuntimeError(f"benchmark variant {self.name} did not start")
+
+    def round(self) -> float:
+        assert self.popen.stdin is not None
+        self.popen.stdin.write("run\n")
+        self.popen.stdin.flush()
+        return float(self._line())
+
+    def stop(self) -> None:
+        assert self.popen.stdin is not None
+        self.popen.stdin.close()
+        self.popen.wait(30)
+
+
+def measure(requests: int, rounds: int) -> dict[str, float]:
+    """Best µs/request of every variant; the variants take turns, one round at a time."""
+    children = [_Child(name, requests) for name in VARIANTS]
+    try:
+        for child in children:
+            child.wait_ready()
+        best = dict.fromkeys(VARIANTS, float("inf"))
+        for _ in range(rounds):
+            for child in children:
+                best[child.name] = min(best[child.name], child.round())
+        return best
+    finally:
+        for child in children:
+            child.stop()
 
 
 def table(results: dict[str, float]) -> str:
@@ -185,25 +213,20 @@ def table(results: dict[str, float]) -> str:
 def main(argv: Sequence[str] | None = None) -> str:
     """Run every variant, each in its own subprocess; print and return the markdown table.
 
-    The variants run one after another, ``--passes`` times over; each variant's figure is its
-    best pass, so that a burst of load from elsewhere on the machine does not land on one
-    variant only.
+    All variant processes are started and warmed up first; then they take turns, one round of
+    ``--requests`` requests each, ``--rounds`` times over, and each variant's figure is its
+    best round. Only one process runs at a time, and a burst of load from elsewhere on the
+    machine lands on every variant alike.
     """
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--variant", choices=sorted(VARIANTS))
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--requests", type=int, default=1500)
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args([] if argv is None and __name__ != "__main__" else argv)
     if args.variant:
-        us = run_variant(args.variant, args.requests, args.rounds)
-        print(json.dumps({"variant": args.variant, "us_per_request": us}))
+        serve_variant(args.variant, args.requests)
         return ""
-    results = dict.fromkeys(VARIANTS, float("inf"))
-    for _ in range(args.passes):
-        for name in VARIANTS:
-            results[name] = min(results[name], _in_subprocess(name, args.requests, args.rounds))
-    text = table(results)
+    text = table(measure(args.requests, args.rounds))
     print(text)
     return text
 

@@ -313,3 +313,18 @@ def test_app_instrumented_by_contrib_gets_one_server_span(instrumented, span_cap
         ContribInstrumentor.uninstrument_app(app)
     (span,) = span_capture.spans()
     assert span.scope_name == "opentelemetry.instrumentation.flask"
+
+
+@pytest.mark.parametrize(
+    ("host", "address", "port"),
+    [("[::1]:8080", "::1", 8080), ("[::1]", "::1", 80), ("example.com", "example.com", 80)],
+)
+def test_server_address_from_host_header(client, span_capture, host, address, port):
+    client.get("/forbidden", headers={"Host": host})
+    attrs = server_span(span_capture).attributes
+    assert (attrs[semconv.SERVER_ADDRESS], attrs[semconv.SERVER_PORT]) == (address, port)
+
+
+def test_non_ascii_path_is_utf8(client, span_capture):
+    client.get("/süß")
+    assert server_span(span_capture).attributes[semconv.URL_PATH] == "/süß"
