@@ -10,6 +10,7 @@ in its log.
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -102,10 +103,20 @@ def _post(port: int, path: str, headers: dict[str, str] | None = None) -> dict[s
         return dict(json.loads(response.read()))
 
 
+# Printed at interpreter exit by gunicorn 23 + gevent 25.9 on Python 3.11 with no difytrace
+# loaded at all (measured: a bare `gunicorn -k gevent` prints it once per process), so it is
+# not ours to assert on; anything else with a traceback is.
+UPSTREAM_EXIT_NOISE = re.compile(
+    r"Exception ignored in: <function _removeHandlerRef at 0x[0-9a-f]+>\n"
+    r"Traceback \(most recent call last\):\n(?:  .*\n)+RuntimeError: greenlet is being finalized\n"
+)
+
+
 def _assert_clean_exit(proc: Proc) -> None:
     took = proc.terminate(timeout=10)
     assert took < 10
-    assert "Traceback" not in proc.output(), proc.output()
+    output = UPSTREAM_EXIT_NOISE.sub("", proc.output())
+    assert "Traceback" not in output, output
 
 
 @pytest.fixture(scope="module", params=["prefork", "gevent"])
