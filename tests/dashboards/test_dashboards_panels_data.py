@@ -219,7 +219,7 @@ def stack(
             )
         )
         prom = Prom(port)
-        poll("prometheus ready", lambda: _ready(prom.base))
+        poll("prometheus ready", lambda: _ready(prom.base), timeout=60)
         api = f"http://127.0.0.1:{ports['api']['http_port']}"
         yield {"prom": prom, "api": api, "live": live, "tmp": tmp}
     finally:
@@ -257,7 +257,7 @@ def _ready(base: str) -> bool:
 
 def _hit(api: str, path: str) -> None:
     try:
-        with urllib.request.urlopen(api + path, timeout=10) as resp:
+        with urllib.request.urlopen(api + path, timeout=30) as resp:
             resp.read()
     except urllib.error.HTTPError as exc:
         if exc.code != 500:  # /fail answers 500 on purpose
@@ -312,13 +312,14 @@ def scraped(stack: dict[str, Any]) -> dict[str, Any]:
     if sc.CELERY_TASK_DURATION in live:  # the worker ran ok, fail and retry at least once
         states = f"count by (celery_task_state) ({sc.CELERY_TASK_DURATION.prometheus_name}_count)"
         poll("celery states", lambda: len(prom.query(states)) >= 3)
-    for round_ in range(3):
+    rounds = 4  # under load a round may not be enough
+    for round_ in range(rounds):
         _traffic(stack["api"])
         try:
-            poll("every live series grew", lambda: not _not_ready(prom, live), timeout=15)
+            poll("every live series grew", lambda: not _not_ready(prom, live), timeout=20)
             break
         except AssertionError:
-            if round_ == 2:
+            if round_ == rounds - 1:
                 raise AssertionError(f"not ready: {_not_ready(prom, live)}") from None
     return stack
 
