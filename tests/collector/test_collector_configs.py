@@ -193,3 +193,28 @@ def test_scrub_rules_identical_in_agent_and_single_node() -> None:
     agent, single = load_profile("agent"), load_profile("single-node")
     for processor in ("transform/genai_content", "redaction/secrets"):
         assert agent["processors"][processor] == single["processors"][processor]
+
+
+def _unknown_keys(config: Any, allowed: Any, path: str) -> Iterator[str]:
+    if allowed is None or not isinstance(config, dict):
+        return
+    for key, value in config.items():
+        if key not in allowed:
+            yield f"{path}.{key}"
+        else:
+            yield from _unknown_keys(value, allowed[key], f"{path}.{key}")
+
+
+def test_core_component_keys_exist_in_pinned_version(profile: tuple[str, dict[str, Any]]) -> None:
+    import yaml
+
+    name, config = profile
+    keys_file = COLLECTOR.parent / "tests" / "collector" / "otelcol-core-v0.159.0-keys.yaml"
+    schema = yaml.safe_load(keys_file.read_text())
+    for section, kind in KINDS.items():
+        for component_id, settings in (config.get(section) or {}).items():
+            allowed = schema.get(kind, {}).get(_type(component_id))
+            if allowed is None or settings is None:
+                continue
+            unknown = list(_unknown_keys(settings, allowed, f"{name}:{component_id}"))
+            assert unknown == [], unknown
