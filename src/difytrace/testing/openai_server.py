@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -104,7 +105,7 @@ class OpenAIServer:
     def start(self) -> OpenAIServer:
         """Listen on 127.0.0.1 and serve on a daemon thread."""
         handler = type("Handler", (_Handler,), {"server_state": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
+        self._httpd = _QuietServer(("127.0.0.1", self._port), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -127,6 +128,13 @@ class OpenAIServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up mid-request (closed or abandoned streams) is routine here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _words(text: str, pieces: int) -> list[str]:

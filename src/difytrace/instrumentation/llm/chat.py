@@ -26,6 +26,7 @@ _PARAMS = (
     ("seed", g.REQUEST_SEED),
     ("previous_response_id", g.REQUEST_PREVIOUS_RESPONSE_ID),
 )
+_PARAM_NAMES = dict(_PARAMS)
 _NOT_GIVEN_NAMES = {"NotGiven", "Omit", "NoneType"}
 
 
@@ -34,6 +35,8 @@ def _given(value: Any) -> bool:
 
 
 def _get(obj: Any, name: str) -> Any:
+    if type(obj) is dict:  # the common cases first: isinstance(Mapping) is an ABC check
+        return obj.get(name)
     if isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)
@@ -42,10 +45,13 @@ def _get(obj: Any, name: str) -> Any:
 def request_params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Request attributes (model parameters) from the keyword arguments of a call."""
     params: dict[str, Any] = {}
-    for arg, attr in _PARAMS:
-        value = kwargs.get(arg)
+    for arg in kwargs.keys() & _PARAM_NAMES:
+        value = kwargs[arg]
+        attr = _PARAM_NAMES[arg]
         if _given(value) and attr not in params:
             params[attr] = value
+    if len(kwargs) <= 2:  # model and messages only: nothing else to read
+        return params
     n = kwargs.get("n")
     if _given(n) and n != 1:
         params[g.REQUEST_CHOICE_COUNT] = n

@@ -19,7 +19,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 
 from difytrace import semconv_genai as g
-from difytrace._guard import internal_errors
+from difytrace._guard import report_internal_error
 from difytrace.instrumentation.llm import build_telemetry, when_imported
 from difytrace.instrumentation.llm.chat import (
     ChatStreamAccumulator,
@@ -46,13 +46,22 @@ _TARGETS = (
 )
 
 
+_SERVERS: dict[int, tuple[Any, str | None, int | None]] = {}
+
+
 def server_of(instance: Any) -> tuple[str | None, int | None]:
-    """Host and port of the client behind an SDK resource."""
+    """Host and port of the client behind an SDK resource (cached per base URL object)."""
     url = getattr(getattr(instance, "_client", None), "base_url", None)
     if url is None:
         return None, None
+    hit = _SERVERS.get(id(url))
+    if hit is not None and hit[0] is url:
+        return hit[1], hit[2]
     host = url.host or None
     port = url.port or (443 if url.scheme == "https" else 80)
+    if len(_SERVERS) > 256:
+        _SERVERS.clear()
+    _SERVERS[id(url)] = (url, host, port)  # the strong reference keeps id() unambiguous
     return host, port
 
 
@@ -106,14 +115,19 @@ def _finish(inv: Invocation, kind: str, result: Any) -> Any:
         return SyncStreamProxy(result, inv, _accumulator(kind))
     if cls == "AsyncStream":
         return AsyncStreamProxy(result, inv, _accumulator(kind))
-    with internal_errors("openai.response"):
+    try:
         parsed = result
-        if hasattr(result, "parse") and cls in ("LegacyAPIResponse", "APIResponse"):
+        if cls in _RAW_RESPONSES:
             parsed = result.parse() if not inv.stream else None  # raw streams: no fields
         if parsed is not None:
             _READERS[kind](inv, parsed)
+    except Exception as exc:  # never break the host: the span ends with what it has
+        report_internal_error("openai.response", exc)
     inv.stop()
     return result
+
+
+_RAW_RESPONSES = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"})
 
 
 def _accumulator(kind: str) -> Any:
@@ -133,9 +147,11 @@ def _sync_wrapper(telemetry: Telemetry, kind: str) -> Callable[..., Any]:
     ) -> Any:
         if suppressed():
             return wrapped(*args, **kwargs)
-        inv = None
-        with internal_errors("openai.start"):
+        try:
             inv = _start(telemetry, kind, instance, kwargs)
+        except Exception as exc:
+            report_internal_error("openai.start", exc)
+            inv = None
         if inv is None:
             return wrapped(*args, **kwargs)
         inv.attach()
@@ -157,9 +173,11 @@ def _async_wrapper(telemetry: Telemetry, kind: str) -> Callable[..., Any]:
     ) -> Any:
         if suppressed():
             return await wrapped(*args, **kwargs)
-        inv = None
-        with internal_errors("openai.start"):
+        try:
             inv = _start(telemetry, kind, instance, kwargs)
+        except Exception as exc:
+            report_internal_error("openai.start", exc)
+            inv = None
         if inv is None:
             return await wrapped(*args, **kwargs)
         inv.attach()
