@@ -132,11 +132,27 @@ def serve_variant(name: str, requests: int) -> None:
     for _ in range(2000):
         one()
     print("ready", flush=True)
-    for _ in sys.stdin:
+    for line in sys.stdin:
+        if line.strip() == "calls":
+            print(_calls_per_request(one), flush=True)
+            continue
         start = time.process_time()
         for _ in range(requests):
             one()
         print((time.process_time() - start) / requests * 1e6, flush=True)
+
+
+def _calls_per_request(one: Callable[[], None], requests: int = 200) -> float:
+    # Function calls seen by cProfile: a second figure that machine load cannot move.
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(requests):
+        one()
+    profile.disable()
+    return float(pstats.Stats(profile).total_calls) / requests
 
 
 class _Child:
@@ -161,9 +177,9 @@ class _Child:
         if self._line() != "ready":
             raise RuntimeError(f"benchmark variant {self.name} did not start")
 
-    def round(self) -> float:
+    def ask(self, command: str) -> float:
         assert self.popen.stdin is not None
-        self.popen.stdin.write("run\n")
+        self.popen.stdin.write(command + "\n")
         self.popen.stdin.flush()
         return float(self._line())
 
@@ -173,8 +189,8 @@ class _Child:
         self.popen.wait(30)
 
 
-def measure(requests: int, rounds: int) -> dict[str, float]:
-    """Best µs/request of every variant; the variants take turns, one round at a time."""
+def measure(requests: int, rounds: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Best µs/request and calls/request of every variant; the variants take turns."""
     children = [_Child(name, requests) for name in VARIANTS]
     try:
         for child in children:
@@ -182,31 +198,39 @@ def measure(requests: int, rounds: int) -> dict[str, float]:
         best = dict.fromkeys(VARIANTS, float("inf"))
         for _ in range(rounds):
             for child in children:
-                best[child.name] = min(best[child.name], child.round())
-        return best
+                best[child.name] = min(best[child.name], child.ask("run"))
+        return best, {child.name: child.ask("calls") for child in children}
     finally:
         for child in children:
             child.stop()
 
 
-def table(results: dict[str, float]) -> str:
-    """The markdown table: µs/request, overhead over bare Flask, and against contrib's."""
-    bare = results["bare"]
+def table(results: dict[str, float], calls: dict[str, float]) -> str:
+    """The markdown table: CPU µs and function calls per request, each as overhead over bare
+    Flask and against the contrib instrumentor's overhead."""
     baseline = {
         "difytrace": "upstream",
         "difytrace_metrics": "upstream_metrics",
         "difytrace_identity": "upstream_metrics",
     }
+
+    def added(figures: dict[str, float], name: str) -> tuple[float, str]:
+        extra = figures[name] - figures["bare"]
+        if name not in baseline:
+            return extra, ""
+        return extra, f"{extra / (figures[baseline[name]] - figures['bare']):.2f}x"
+
     rows = [
-        "| variant | µs/request | added µs | added vs contrib's |",
-        "| --- | ---: | ---: | ---: |",
+        "| variant | µs/request | added µs | vs contrib | calls/req | added calls | vs contrib |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, us in results.items():
-        added = us - bare
-        ratio = ""
-        if name in baseline:
-            ratio = f"{added / (results[baseline[name]] - bare):.2f}x"
-        rows.append(f"| {VARIANTS[name][0]} | {us:.1f} | {added:.1f} | {ratio} |")
+        extra_us, ratio_us = added(results, name)
+        extra_calls, ratio_calls = added(calls, name)
+        rows.append(
+            f"| {VARIANTS[name][0]} | {us:.1f} | {extra_us:.1f} | {ratio_us} "
+            f"| {calls[name]:.0f} | {extra_calls:.0f} | {ratio_calls} |"
+        )
     return "\n".join(rows)
 
 
@@ -226,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     if args.variant:
         serve_variant(args.variant, args.requests)
         return ""
-    text = table(measure(args.requests, args.rounds))
+    text = table(*measure(args.requests, args.rounds))
     print(text)
     return text
 
