@@ -6,8 +6,9 @@ emitted live by code the workload drives. Today: the exporter-health metrics (no
 them yet), the ops_trace queue depth (the sweeper reports nothing for an empty Redis queue),
 and always the collector's span metrics. Shape: ``COMBOS`` label sets per metric, one point
 every 15 s for the last 10 minutes, counters growing linearly, gauges flat, histograms with one
-observation value per label set. Every series carries ``job="synthetic"`` so it is told apart
-from live ones in Prometheus.
+observation value per label set. ``job`` cycles over the workload's service names (as the
+collector derives it from ``service.name``, which span metrics also carry as ``service_name``)
+and every series carries ``synthetic="true"``, so it is told apart from live ones.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from difytrace import semconv as sc
 from difytrace.semconv import MetricSpec
 
-JOB = "synthetic"
+MARK = ("synthetic", "true")
 STEP_S = 15
 SPAN_S = 600
 #: Values per attribute, cycled over label sets; None leaves the label out.
@@ -57,7 +58,9 @@ OBSERVED_COUNT = (3, 120, 900, 12, 40, 2500)
 def _label_sets(spec: MetricSpec) -> list[dict[str, str]]:
     sets: list[dict[str, str]] = []
     for i in range(COMBOS):
-        labels = {"job": JOB, "instance": f"backfill:{i % 2}"}
+        services = VALUES[sc.SERVICE_NAME]
+        labels = {"job": str(services[i % len(services)]), "instance": f"backfill:{i % 2}"}
+        labels[MARK[0]] = MARK[1]
         for attr in spec.attributes:
             values = PER_METRIC.get(spec.name, {}).get(attr) or VALUES.get(attr, ("x",))
             value = values[i % len(values)]

@@ -99,6 +99,10 @@ def exporter_health() -> Dashboard:
     scope = Scope({SERVICE: "service"})
     proc = ("job", "instance")
     status = label(sc.STATUS_CODE)
+    # Span metrics carry service.name as a data point attribute; their resource (→ job) may be
+    # empty (span_metrics drops resource attributes by default), so they filter on it instead.
+    svc = label(sc.SERVICE_NAME)
+    spans = Scope({svc: "service"})
     drop_all = scope.rate(dropped, proc)
     panels = [
         Panel(
@@ -143,13 +147,13 @@ def exporter_health() -> Dashboard:
         Panel(
             "Spans seen by the agent collector",
             "cps",
-            (Target(scope.rate(calls, (SERVICE, status)), legend(SERVICE, status)),),
+            (Target(spans.rate(calls, (svc, status)), legend(svc, status)),),
             "span_metrics connector, before sampling.",
         ),
         Panel(
             "Span duration (agent collector)",
             "s",
-            quantiles(scope, sc.SPAN_METRICS_DURATION, (SERVICE, label(sc.SPAN_NAME)))[1:2],
+            quantiles(spans, sc.SPAN_METRICS_DURATION, (svc, label(sc.SPAN_NAME)))[1:2],
             "p95 by service and span name, before sampling.",
         ),
     ]
@@ -157,6 +161,6 @@ def exporter_health() -> Dashboard:
         "difytrace-exporter",
         "difytrace / exporter health",
         "Is telemetry flowing? Drops and failures per process.",
-        (service_var(exported, dropped, failures, calls),),
+        (service_var(exported, dropped, failures),),
         panels,
     )
