@@ -69,3 +69,13 @@ def test_alert_exprs_use_catalogued_series(alert: alerts.Alert) -> None:
 
     names = {s.prometheus_name for s in (*semconv.METRICS, *semconv.COLLECTOR_METRICS)}
     assert any(n in alert.expr for n in names)
+
+
+@pytest.mark.parametrize("alert", alerts.ALERTS, ids=lambda a: a.name)
+def test_annotations_only_use_labels_the_alert_has(alert: alerts.Alert) -> None:
+    import re
+
+    from dashgen.grafana import by_labels
+
+    used = set(re.findall(r"\$labels\.(\w+)", alert.summary + alert.description))
+    assert used <= set(by_labels(alert.expr)), (used, alert.expr)
