@@ -25,13 +25,13 @@ def _dumps(value: Any) -> str:
 
 
 def _size(value: Any) -> int:
-    return len(_dumps(value).encode())
+    return len(_dumps(value).encode("utf-8", "replace"))
 
 
 def marker(value: Any, keep_bytes: int) -> dict[str, Any] | str:
     """The replacement of a cut value: a preview of its JSON text and its original size."""
     text = value if isinstance(value, str) else _dumps(value)
-    raw = text.encode()
+    raw = text.encode("utf-8", "replace")
     preview = raw[: max(keep_bytes, _PREVIEW_MIN)].decode("utf-8", "ignore")
     return {MARKER_KEY: True, "original_bytes": len(raw), "preview": preview}
 
@@ -51,7 +51,7 @@ def _candidates(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
 
 def fit(doc: dict[str, Any], budget: int) -> bytes:
     """Serialise ``doc`` (a record as JSON data) within ``budget`` bytes, cutting fields."""
-    payload = _dumps(doc).encode()
+    payload = _dumps(doc).encode("utf-8", "replace")
     if len(payload) <= budget:
         return payload
     sized = sorted(
@@ -74,7 +74,7 @@ def fit(doc: dict[str, Any], budget: int) -> bytes:
         excess -= size - _size(replacement)
         cut.append(path)
     doc["metadata"] = {**(doc.get("metadata") or {}), "difytrace.truncated": cut}
-    payload = _dumps(doc).encode()
+    payload = _dumps(doc).encode("utf-8", "replace")
     if len(payload) > budget:
         raise RecordError(
             f"ops_trace record {doc.get('record_id')!r} is {len(payload)} bytes after cutting "

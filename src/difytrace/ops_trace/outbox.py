@@ -31,11 +31,12 @@ _MAX_BACKOFF_S = 5.0
 
 
 class _Item:
-    __slots__ = ("kind", "payload")
+    __slots__ = ("kind", "payload", "record")
 
-    def __init__(self, kind: str, payload: bytes) -> None:
-        self.kind = kind
-        self.payload = payload
+    def __init__(self, record: RecordBase) -> None:
+        self.kind = record.kind
+        self.record: RecordBase | None = record
+        self.payload: bytes | None = None
 
 
 class Outbox:
@@ -58,17 +59,18 @@ class Outbox:
     # --- request path ------------------------------------------------------------------
     def submit(self, record: RecordBase | dict[str, Any]) -> bool:
         """Queue one record; False when it was refused or dropped (and counted)."""
-        try:
-            if not isinstance(record, RecordBase):
+        # Models are validated at construction and frozen (containers copied by validation),
+        # so serialising happens on the outbox thread, off the request path.
+        if not isinstance(record, RecordBase):
+            try:
                 record = parse_record(record)  # type: ignore[arg-type]
-            payload = self._serialise(record)
-        except RecordError as exc:
-            _refused(exc, record)
-            return False
+            except RecordError as exc:
+                _refused(exc, record)
+                return False
         if len(self.buffer) >= self.bound:
             metrics.dropped("buffer_full")
             return False
-        self.buffer.append(_Item(record.kind, payload))
+        self.buffer.append(_Item(record))
         if self.thread is None or self.pid != os.getpid():
             self._start()
         if len(self.buffer) == 1:
@@ -122,18 +124,34 @@ class Outbox:
         items = list(itertools.islice(self.buffer, self.runtime.settings.ops_trace_batch_size))
         if not items:
             return
-        uids = [os.urandom(12).hex() for _ in items]
+        ready = [item for item in items if self._prepared(item)]
+        uids = [os.urandom(12).hex() for _ in ready]
         redeliver_at = time.time() + self.runtime.settings.ops_trace_redeliver_after_s
-        self.runtime.store.put(
-            list(zip(uids, (i.payload for i in items), strict=True)), redeliver_at
-        )
+        if ready:
+            self.runtime.store.put(
+                [(u, i.payload or b"") for u, i in zip(uids, ready, strict=True)], redeliver_at
+            )
         for _ in items:
             self.buffer.popleft()  # only this thread pops; submit() appends on the right
-        for item in items:
+        if not ready:
+            return
+        for item in ready:
             metrics.submitted(item.kind)
         self.unpublished.append(uids)  # safe in the outbox now; publishing is the doorbell
         self.runtime.publish(uids)
         self.unpublished.pop()
+
+    def _prepared(self, item: _Item) -> bool:
+        """Serialise once (kept for a retry); False for a record refused by the budget."""
+        if item.payload is None and item.record is not None:
+            try:
+                item.payload = self._serialise(item.record)
+            except RecordError as exc:
+                _refused(exc, item.record)
+                item.payload = b""
+            item.record = None
+            time.sleep(0)  # hand the GIL to request threads between records
+        return bool(item.payload)
 
     def _store_refused(self) -> None:
         letters = []
