@@ -124,7 +124,7 @@ def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         type=float,
         default=3.0,
         metavar="SECONDS",
-        help="timeout of each probe (default: %(default)s)",
+        help="timeout of each probe; the worker ping waits half of it (default: %(default)s)",
     )
     doctor.set_defaults(handler=_doctor)
 

@@ -113,7 +113,7 @@ def _consumers(settings: Settings, timeout_s: float) -> list[str]:
         with warnings.catch_warnings():
             # Several workers sharing a node name is the operator's business, not ours here.
             warnings.simplefilter("ignore")
-            queues = app.control.inspect(timeout=min(timeout_s, 1.0)).active_queues() or {}
+            queues = app.control.inspect(timeout=timeout_s / 2).active_queues() or {}
     finally:
         app.close()
     return sorted(

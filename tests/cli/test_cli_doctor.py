@@ -167,7 +167,7 @@ def test_a_consuming_worker_is_found(
         while not cli_doctor_ops._consumers(settings, 1.0):
             assert worker.poll() is None, "the ops_trace worker exited"
             assert time.monotonic() < deadline, "the worker never answered the ping"
-        proc = run_cli("doctor", env=env)
+        proc = run_cli("doctor", "--timeout", "10", env=env)  # a loaded CI machine
     finally:
         worker.terminate()
         worker.wait(timeout=30)
