@@ -40,7 +40,7 @@ def span_id_hex(tenant_id: str, record_id: str, node_key: str = "") -> str:
 
 def run_id(tenant_id: str, record_id: str, node_key: str = "") -> uuid.UUID:
     """The LangSmith run id of one node of a record (``""``: the record itself)."""
-    return uuid.uuid5(_NAMESPACE, "\x1f".join(("run", tenant_id, record_id, node_key)))
+    return uuid.UUID(bytes=_digest("run", tenant_id, record_id, node_key), version=4)
 
 
 def event_id(*parts: str) -> str:

@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pydantic_core
+
 from difytrace.bootstrap import __version__
 from difytrace.ops_trace.destinations import otlp_wire
 from difytrace.ops_trace.view import Observation, TraceView
@@ -22,7 +24,10 @@ RESOURCE = {
 
 def to_json(value: Any) -> str:
     """Compact JSON text (non-JSON values as their ``str``)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    try:  # pydantic-core's serializer: several times faster than the json module
+        return pydantic_core.to_json(value, fallback=str).decode("utf-8", "replace")
+    except (ValueError, TypeError):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def iso(moment: datetime | None) -> str | None:

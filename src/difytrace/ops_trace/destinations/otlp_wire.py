@@ -20,9 +20,12 @@ SPAN_KIND_INTERNAL = 1
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
 
 
+_SMALL = [bytes((i,)) for i in range(128)]
+
+
 def _varint(value: int) -> bytes:
     if value < 0x80:
-        return bytes((value,))
+        return _SMALL[value]
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -33,7 +36,10 @@ def _varint(value: int) -> bytes:
 
 def _ld(field: int, payload: bytes) -> bytes:
     """A length-delimited field."""
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+    return _TAGS[field] + _varint(len(payload)) + payload
+
+
+_TAGS = {f: _varint(f << 3 | 2) for f in range(1, 16)}
 
 
 def _str(field: int, text: str) -> bytes:
@@ -43,7 +49,8 @@ def _str(field: int, text: str) -> bytes:
 def any_value(value: Any) -> bytes:
     """An encoded ``AnyValue`` (str, bool, int, float, or a sequence of those)."""
     if isinstance(value, str):
-        return _str(1, value)
+        raw = value.encode("utf-8", "replace")
+        return b"\x0a" + _varint(len(raw)) + raw
     if isinstance(value, bool):
         return b"\x10" + (b"\x01" if value else b"\x00")
     if isinstance(value, int):
@@ -55,11 +62,30 @@ def any_value(value: Any) -> bytes:
     return _str(1, str(value))
 
 
+_KEYS: dict[str, bytes] = {}
+
+
+def _key(name: str) -> bytes:
+    """The encoded ``key`` field of a KeyValue (cached: attribute names repeat)."""
+    encoded = _KEYS.get(name)
+    if encoded is None:
+        encoded = _str(1, name)
+        if len(_KEYS) < 10_000:
+            _KEYS[name] = encoded
+    return encoded
+
+
 def attributes(field: int, attrs: dict[str, Any]) -> bytes:
     """Repeated ``KeyValue`` at ``field``; None values are left out."""
-    return b"".join(
-        _ld(field, _str(1, k) + _ld(2, any_value(v))) for k, v in attrs.items() if v is not None
-    )
+    tag = _TAGS[field]
+    out = []
+    for k, v in attrs.items():
+        if v is None:
+            continue
+        value = any_value(v)
+        kv = _key(k) + b"\x12" + _varint(len(value)) + value
+        out.append(tag + _varint(len(kv)) + kv)
+    return b"".join(out)
 
 
 @dataclass(frozen=True)
