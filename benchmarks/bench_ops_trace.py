@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -444,9 +443,11 @@ def main() -> None:
         f"{down['rss_growth_mb']:.1f} MB ({down['buffered']} buffered, the rest dropped and "
         f"counted) | bounded by DIFYTRACE_OPS_TRACE_BUFFER_SIZE |"
     )
-    print(
-        f"\n<details><summary>raw</summary>\n\n```\n{json.dumps(dict(submit=submit, ours=ours, sdk=sdk, lag=lag, outage=outage, down=down), indent=1)}\n```\n</details>"
-    )  # noqa: E501
+    raw = json.dumps(
+        {"submit": submit, "ours": ours, "sdk": sdk, "lag": lag, "outage": outage, "down": down},
+        indent=1,
+    )
+    print(f"\n<details><summary>raw</summary>\n\n```\n{raw}\n```\n</details>")
 
 
 if __name__ == "__main__":
