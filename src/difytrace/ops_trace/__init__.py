@@ -7,7 +7,7 @@ to every destination configured for its tenant and app, at least once, with dete
 
 from __future__ import annotations
 
-from difytrace.ops_trace.outbox import configure, flush, submit
+from difytrace.ops_trace.outbox import configure, flush, shutdown, submit
 from difytrace.ops_trace.records import (
     Cost,
     DatasetRetrievalRecord,
@@ -44,5 +44,6 @@ __all__ = [
     "configure",
     "flush",
     "parse_record",
+    "shutdown",
     "submit",
 ]
