@@ -300,9 +300,12 @@ def _wrap_dispatch(original: Callable[[Flask], Any]) -> Callable[[Flask], Any]:
         except Exception as exc:
             req.view_failed(exc)
             raise
-        # Error pages from HTTPExceptions look streamed (Flask runs them as WSGI apps), but
-        # their body is in memory: only a success's lazy body is treated as a stream.
-        req.streamed = response.status_code < 400 and response.is_streamed
+        try:
+            # Error pages from HTTPExceptions look streamed (Flask runs them as WSGI apps),
+            # but their body is in memory: only a success's lazy body is treated as a stream.
+            req.streamed = response.status_code < 400 and response.is_streamed
+        except Exception as exc:
+            report_internal_error("flask response", exc)
         return response
 
     full_dispatch_request.__wrapped__ = original  # type: ignore[attr-defined]
