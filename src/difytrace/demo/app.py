@@ -11,15 +11,13 @@ from typing import Any
 from flask import Flask, Response, jsonify, request, stream_with_context
 from opentelemetry import context as otel_context
 
-from difytrace.demo import _manual, llm, recording, tasks
+from difytrace.demo import llm, recording, tasks
 
 
-def create_app(model: tuple[str, str], *, manual_flask: bool, manual_celery: bool) -> Flask:
-    """The API app (``model`` = OpenAI base URL and key); ``manual_*`` add the demo's own
-    spans where difytrace has no instrumentor."""
+def create_app(model: tuple[str, str]) -> Flask:
+    """The API app (``model`` = OpenAI base URL and key); difytrace's Flask and Celery
+    instrumentors make its spans."""
     app = Flask("difytrace_demo")
-    if manual_flask:
-        _manual.install_flask_hooks(app)
 
     @app.post("/v1/chat-messages")
     def chat_messages() -> Response:
@@ -46,10 +44,7 @@ def create_app(model: tuple[str, str], *, manual_flask: bool, manual_celery: boo
     def workflows_run() -> Any:
         inputs = (request.get_json(silent=True) or {}).get("inputs") or {}
         kwargs = {"inputs": inputs, "model_base_url": model[0], "model_api_key": model[1]}
-        if manual_celery:
-            result = _manual.publish(tasks.run_workflow, kwargs)
-        else:
-            result = tasks.run_workflow.apply_async(kwargs=kwargs)
+        result = tasks.run_workflow.apply_async(kwargs=kwargs)
         return jsonify({"task_id": result.id, "status": "queued"}), 202
 
     return app

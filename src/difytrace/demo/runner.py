@@ -177,11 +177,7 @@ def _exercise(stage: Stage, console: Console) -> None:
         tasks.app.conf.update(tasks.broker_options(broker.url, broker.folder, broker.app_queue))
         llm.client(model.base_url, model.api_key)  # built before the requests, as in a server
         _script(model)
-        app = demo_app.create_app(
-            (model.base_url, model.api_key),
-            manual_flask="difytrace_flask" not in active,
-            manual_celery="difytrace_celery" not in active,
-        )
+        app = demo_app.create_app((model.base_url, model.api_key))
         console.print(f"[bold]model server[/]: {model.base_url} (OpenAI-compatible)")
         ready()
         with api_server(app) as base:

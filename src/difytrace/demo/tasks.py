@@ -15,7 +15,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from difytrace.demo import _manual, llm, recording
+from difytrace.demo import llm, recording
 
 WORKFLOW_TASK = "difytrace.demo.run_workflow"
 SEARCH_TOOL = {
@@ -95,23 +95,17 @@ def _research(run: recording.WorkflowRun, topics: list[str], model: tuple[str, s
 
 
 @app.task(name=WORKFLOW_TASK)  # type: ignore[untyped-decorator]
-def run_workflow(
-    inputs: dict[str, Any],
-    model_base_url: str,
-    model_api_key: str,
-    trace_carrier: dict[str, str] | None = None,
-) -> dict[str, Any]:
+def run_workflow(inputs: dict[str, Any], model_base_url: str, model_api_key: str) -> dict[str, Any]:
     """Run the demo workflow and hand its record to ops_trace."""
-    with _manual.consume(WORKFLOW_TASK, trace_carrier):
-        run = recording.WorkflowRun("research", inputs)
-        with run.node("start", "Start") as start:
-            start.outputs = inputs
-            topics = [str(t) for t in inputs.get("topics") or ["a", "b"]]
-        text = _research(run, topics, (model_base_url, model_api_key))
-        with run.node("end", "End") as end:
-            end.outputs = {"answer": text}
-        recording.submit(run.record({"answer": text}, recording.trace_id()))
-        return {"answer": text}
+    run = recording.WorkflowRun("research", inputs)
+    with run.node("start", "Start") as start:
+        start.outputs = inputs
+        topics = [str(t) for t in inputs.get("topics") or ["a", "b"]]
+    text = _research(run, topics, (model_base_url, model_api_key))
+    with run.node("end", "End") as end:
+        end.outputs = {"answer": text}
+    recording.submit(run.record({"answer": text}, recording.trace_id()))
+    return {"answer": text}
 
 
 @signals.worker_init.connect  # type: ignore[untyped-decorator]

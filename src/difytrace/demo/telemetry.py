@@ -12,8 +12,8 @@ logger = logging.getLogger("difytrace.demo")
 
 
 def available_instrumentors() -> list[str]:
-    """difytrace instrumentors that import in this installation (a broken one is skipped, so
-    that the demo still runs, with its own spans in its place)."""
+    """difytrace instrumentors that import in this installation; a broken one is left out
+    (and logged), so that configure() still sets up the others."""
     found = []
     for name, (_library, target) in INSTRUMENTORS.items():
         if name == "difytrace_litellm":  # unused by the demo, and seconds to import
