@@ -1,0 +1,319 @@
+"""CPU cost of Celery instrumentation: bare Celery, contrib opentelemetry-instrumentation-celery,
+and difytrace, measured in one run on the local Redis.
+
+* **publish**: CPU µs per ``apply_async`` to Redis (no worker), in the publishing process
+  (``time.process_time``, so the span processor's thread is counted too);
+* **round trip**: CPU µs per task published and run on a real solo worker: the client's
+  process time plus the worker's (``/proc/<pid>/stat``), over a batch that ends when the
+  worker has run it all.
+
+Each variant runs in its own subprocesses, with the same SDK setup for both instrumentations
+(batch span processor, an exporter that drops, a meter provider with a reader that never
+exports), so only the instrumentation differs. Run: ``python benchmarks/bench_celery.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+HERE = Path(__file__).parent
+BROKER = os.environ.get("BENCH_CELERY_BROKER", "redis://127.0.0.1:6379/11")
+VARIANTS = ("bare", "contrib", "difytrace")
+# Per batch; each child measures BATCHES batches and keeps its quietest; REPEATS interleaved
+# runs of every variant, the best kept. The worker's CPU is read in clock ticks (10 ms), so a
+# task batch must take well over a second of worker CPU.
+PUBLISHES = int(os.environ.get("BENCH_CELERY_PUBLISHES", "300"))
+TASKS = int(os.environ.get("BENCH_CELERY_TASKS", "400"))
+BATCHES = int(os.environ.get("BENCH_CELERY_BATCHES", "4"))
+REPEATS = int(os.environ.get("BENCH_CELERY_REPEATS", "2"))
+INPROC_REPEATS = int(os.environ.get("BENCH_CELERY_INPROC_REPEATS", "6"))
+WARMUP = 200
+
+app = Celery("bench_celery", broker=BROKER, backend=BROKER)
+app.conf.update(
+    task_default_queue=os.environ.get("BENCH_QUEUE", "bench"),
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    worker_prefetch_multiplier=4,
+    result_expires=300,
+)
+
+
+@app.task(name="bench.noop", ignore_result=True)
+def noop() -> None:
+    """The measured task: nothing but the round trip."""
+
+
+@app.task(name="bench.mark")
+def mark() -> str:
+    """Ends a batch: the solo worker runs tasks in order, so all before it are done."""
+    return "done"
+
+
+# --- instrumentation of one variant ----------------------------------------------------------
+
+
+def setup_variant(variant: str) -> None:
+    """Install the SDK (not for bare) and the variant's Celery instrumentation."""
+    if variant == "bare":
+        return
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Drop(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    trace.set_tracer_provider(provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    if variant == "contrib":
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor as Contrib
+
+        Contrib().instrument()
+    else:
+        from difytrace.instrumentation.celery import CeleryInstrumentor
+
+        CeleryInstrumentor().instrument()
+
+
+if os.environ.get("BENCH_ROLE") == "worker":
+    setup_variant(os.environ["BENCH_VARIANT"])
+
+
+# --- children --------------------------------------------------------------------------------
+
+
+def _cpu() -> float:
+    return time.process_time()
+
+
+def child_publish(variant: str, queue: str) -> dict[str, float]:
+    """CPU µs per publish: the quietest of ``BATCHES`` batches (no worker consumes ``queue``;
+    it is deleted afterwards). The minimum filters out the other processes of a busy machine."""
+    setup_variant(variant)
+    for _ in range(WARMUP):
+        noop.apply_async(queue=queue)
+    per_batch = []
+    for _ in range(BATCHES):
+        start = _cpu()
+        for _ in range(PUBLISHES):
+            noop.apply_async(queue=queue)
+        per_batch.append((_cpu() - start) / PUBLISHES * 1e6)
+    return {"publish_us": min(per_batch)}
+
+
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _batch(queue: str, count: int) -> None:
+    for _ in range(count):
+        noop.apply_async(queue=queue)
+    assert mark.apply_async(queue=queue).get(timeout=120) == "done"
+
+
+def child_roundtrip(variant: str, queue: str, worker_pid: int) -> dict[str, float]:
+    """Client and worker CPU µs per task: the quietest of ``BATCHES`` batches of ``TASKS``."""
+    setup_variant(variant)
+    _batch(queue, WARMUP)
+    clients, workers = [], []
+    for _ in range(BATCHES):
+        worker_start, client_start = _proc_cpu(worker_pid), _cpu()
+        _batch(queue, TASKS)
+        clients.append((_cpu() - client_start) / TASKS * 1e6)
+        workers.append((_proc_cpu(worker_pid) - worker_start) / TASKS * 1e6)
+    return {"client_us": min(clients), "worker_us": min(workers)}
+
+
+def child_inproc(variant: str) -> dict[str, float]:
+    """The same two paths without sockets: publish to kombu's in-memory transport, and run
+    through ``Task.apply`` (the worker's trace function: prerun/postrun, state handling).
+    Much less noisy than Redis round trips on a shared machine."""
+    setup_variant(variant)
+    local = Celery("bench_inproc", broker="memory://", set_as_current=False)
+    local.conf.task_default_queue = "bench-inproc"
+
+    def inproc() -> None:
+        """Nothing: only the instrumented path is measured."""
+
+    task = local.task(name="bench.inproc", ignore_result=True)(inproc)
+
+    def per_call(call: Any, count: int) -> float:
+        best = float("inf")
+        for _ in range(BATCHES + 2):
+            start = _cpu()
+            for _ in range(count):
+                call()
+            best = min(best, (_cpu() - start) / count * 1e6)
+        return best
+
+    per_call(task.apply_async, WARMUP)
+    return {
+        "inproc_publish_us": per_call(task.apply_async, 1000),
+        "inproc_run_us": per_call(task.apply, 1000),
+    }
+
+
+# --- orchestration ---------------------------------------------------------------------------
+
+
+def _env(variant: str, queue: str, role: str) -> dict[str, str]:
+    env = {**os.environ, "BENCH_VARIANT": variant, "BENCH_QUEUE": queue, "BENCH_ROLE": role}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
+    # Only what the variant installs: no other instrumentation, no exporter of difytrace's own.
+    env.pop("DIFYTRACE_STRICT", None)
+    return env
+
+
+def _run_child(args: list[str], env: dict[str, str]) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__)), *args],
+        env=env,
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _start_worker(variant: str, queue: str, log: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "celery", "-A", "bench_celery:app", "worker", "-P", "solo"]
+    command += ["-Q", queue, "-n", f"{queue}@%h", "-l", "WARNING"]
+    command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    with log.open("wb") as handle:
+        worker = subprocess.Popen(
+            command, env=_env(variant, queue, "worker"), cwd=HERE, stdout=handle, stderr=handle
+        )
+    return worker
+
+
+def measure(variant: str, tmp: Path) -> dict[str, float]:
+    """One repetition of both measurements for ``variant``."""
+    queue = f"bench-{variant}-{uuid.uuid4().hex[:8]}"
+    result = _run_child(["--child", "publish", variant, queue], _env(variant, queue, "client"))
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_delete(queue)
+    worker = _start_worker(variant, queue, tmp / f"{queue}.log")
+    try:
+        result |= _run_child(
+            ["--child", "roundtrip", variant, queue, str(worker.pid)],
+            _env(variant, queue, "client"),
+        )
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    return result
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    """The markdown table of per-operation CPU and the overhead added over bare Celery."""
+    bare = results["bare"]
+    rows = [
+        "| variant | publish CPU µs | added | task round trip CPU µs (client + worker) | added |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    added: dict[str, tuple[float, float]] = {}
+    for variant in VARIANTS:
+        r = results[variant]
+        trip = r["client_us"] + r["worker_us"]
+        pub_add = r["publish_us"] - bare["publish_us"]
+        trip_add = trip - (bare["client_us"] + bare["worker_us"])
+        added[variant] = (pub_add, trip_add)
+        name = {"bare": "bare celery", "contrib": "contrib instrumentation + SDK"}.get(
+            variant, "difytrace + SDK"
+        )
+        detail = f"{trip:.0f} ({r['client_us']:.0f} + {r['worker_us']:.0f})"
+        extra = ("-", "-") if variant == "bare" else (f"+{pub_add:.0f}", f"+{trip_add:.0f}")
+        rows.append(f"| {name} | {r['publish_us']:.0f} | {extra[0]} | {detail} | {extra[1]} |")
+    (cp, ct), (dp, dt) = added["contrib"], added["difytrace"]
+    rows.append(
+        f"| **difytrace added / contrib added** | | **{dp / cp:.2f}** | | **{dt / ct:.2f}** |"
+    )
+    return "\n".join(rows)
+
+
+def table_inproc(results: dict[str, dict[str, float]]) -> str:
+    """The in-process (no socket) figures: publish to memory://, run through Task.apply."""
+    bare = results["bare"]
+    rows = [
+        "| variant | publish (memory://) CPU µs | added | run (Task.apply) CPU µs | added |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    added = {}
+    for variant in VARIANTS:
+        r = results[variant]
+        pub = r["inproc_publish_us"] - bare["inproc_publish_us"]
+        run = r["inproc_run_us"] - bare["inproc_run_us"]
+        added[variant] = (pub, run)
+        extra = ("-", "-") if variant == "bare" else (f"+{pub:.0f}", f"+{run:.0f}")
+        rows.append(
+            f"| {variant} | {r['inproc_publish_us']:.0f} | {extra[0]} | "
+            f"{r['inproc_run_us']:.0f} | {extra[1]} |"
+        )
+    (cp, cr), (dp, dr) = added["contrib"], added["difytrace"]
+    rows.append(f"| **difytrace / contrib added** | | **{dp / cp:.2f}** | | **{dr / cr:.2f}** |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    """Measure every variant ``REPEATS`` times, interleaved, and print the table."""
+    import tempfile
+
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="bench-celery-") as tmp:
+        for _ in range(REPEATS):
+            for variant in VARIANTS:  # interleaved, so machine load drifts hit all alike
+                runs[variant].append(measure(variant, Path(tmp)))
+    inproc: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+    for _ in range(INPROC_REPEATS):
+        for variant in VARIANTS:
+            args = ["--child", "inproc", variant, "-"]
+            inproc[variant].append(_run_child(args, _env(variant, "-", "client")))
+    best = {v: {k: min(r[k] for r in rs) for k in rs[0]} for v, rs in runs.items()}
+    quiet = {v: {k: min(r[k] for r in rs) for k in rs[0]} for v, rs in inproc.items()}
+    print(
+        f"CPU per operation, best batch of {BATCHES} x {PUBLISHES} publishes and of {BATCHES} x "
+        f"{TASKS} tasks, best of {REPEATS} interleaved runs; Redis on 127.0.0.1, solo worker:\n"
+    )
+    print(table(best))
+    print(
+        f"\nSame paths in one process, no sockets (quieter: the instrumentation's own cost), "
+        f"best of {INPROC_REPEATS} interleaved runs:\n"
+    )
+    print(table_inproc(quiet))
+
+
+def _child(argv: list[str]) -> None:
+    kind, variant, queue, *rest = argv
+    if kind == "publish":
+        result = child_publish(variant, queue)
+    elif kind == "inproc":
+        result = child_inproc(variant)
+    else:
+        result = child_roundtrip(variant, queue, int(rest[0]))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        _child(sys.argv[2:])
+    else:
+        main()
