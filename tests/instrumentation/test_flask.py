@@ -328,3 +328,20 @@ def test_server_address_from_host_header(client, span_capture, host, address, po
 def test_non_ascii_path_is_utf8(client, span_capture):
     client.get("/süß")
     assert server_span(span_capture).attributes[semconv.URL_PATH] == "/süß"
+
+
+def test_internal_error_falls_back_to_the_plain_app(client, span_capture, monkeypatch, caplog):
+    from difytrace import _guard
+    from difytrace.instrumentation import wsgi_environ
+
+    def broken(environ: object, method: str) -> dict[str, object]:
+        raise RuntimeError("difytrace bug")
+
+    monkeypatch.setattr(_guard, "STRICT", False)
+    monkeypatch.setattr(_guard, "_reported", set())
+    monkeypatch.setattr(wsgi_environ, "request_attributes", broken)
+    with caplog.at_level(logging.WARNING, logger="difytrace"):
+        response = client.post("/apps/3fa85f64-5717-4562-b3fc-2c963f66afa6/chat")
+    assert response.json == {"answer": "hi"}
+    assert "difytrace internal error in flask request start" in caplog.text
+    assert [s.name for s in span_capture.spans()] == ["llm call"]
