@@ -304,13 +304,13 @@ def _paced(rate: float, seconds: float, action: Any) -> int:
     return count
 
 
-def bench_lag(tmp: Path) -> dict[str, float]:
+def bench_lag(tmp: Path, rate: float) -> dict[str, float]:
     from datetime import UTC, datetime
 
     from difytrace.ops_trace import outbox
     from difytrace.settings import load_settings
 
-    total = int(LAG_RATE * LAG_S)
+    total = int(rate * LAG_S)
     sink = SinkProcess(total * 10)
     queue = f"bench_{uuid.uuid4().hex[:8]}"
     env = _env(queue, _routes(tmp, sink.endpoint))
@@ -329,7 +329,7 @@ def bench_lag(tmp: Path) -> dict[str, float]:
         )
         box.submit(rec)
 
-    sent = _paced(LAG_RATE, LAG_S, submit)
+    sent = _paced(rate, LAG_S, submit)
     result = sink.result()
     worker.terminate()
     worker.wait(20)
@@ -338,6 +338,7 @@ def bench_lag(tmp: Path) -> dict[str, float]:
     lags = sorted(result["lags"])
     return {
         "sent": sent,
+        "rate": rate,
         "p50_ms": lags[len(lags) // 2] * 1000,
         "p99_ms": lags[int(len(lags) * 0.99)] * 1000,
     }
@@ -396,13 +397,15 @@ def bench_outage(tmp: Path, broker_down: bool) -> dict[str, float]:
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     print(f"(load average before the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)\n")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         submit = bench_submit(tmp)
         ours = bench_throughput(tmp)
         sdk = bench_sdk(tmp)
-        lag = bench_lag(tmp)
+        # Half the target load, or half what this machine delivered when that is less.
+        lag = bench_lag(tmp, min(LAG_RATE, ours["traces_per_s"] / 2))
         outage = bench_outage(tmp, broker_down=False)
         down = bench_outage(tmp, broker_down=True)
     print("| measure | difytrace | baseline / target |")
@@ -430,7 +433,8 @@ def main() -> None:
             f"{sdk['traces_per_cpu_s']:,.0f} traces/CPU-s |"
         )
     print(
-        f"| lag at {LAG_RATE}/s, p50 / p99 | {lag['p50_ms']:.0f} ms / {lag['p99_ms']:.0f} ms "
+        f"| lag at {lag['rate']:.0f} traces/s, p50 / p99 | "
+        f"{lag['p50_ms']:.0f} ms / {lag['p99_ms']:.0f} ms "
         f"| target p99 < 1 s |"
     )
     print(

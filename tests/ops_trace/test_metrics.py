@@ -34,6 +34,8 @@ def test_delivery_metrics_per_destination_kind(ops_env, fake_langfuse, span_capt
     assert lag.count == 2
     assert lag.attributes == lf
     assert sum(p.count or 0 for p in got["difytrace.ops_trace.batch.size"]) == 3
+    # delivery never touches the global tracer provider (no vendor SDK attaches to it)
+    assert span_capture.spans() == []
 
 
 def test_queue_depth_gauge_and_worker_count(span_capture) -> None:
