@@ -294,9 +294,10 @@ def bench_sdk(tmp: Path) -> dict[str, float] | None:
 
 
 def _paced(rate: float, seconds: float, action: Any) -> int:
-    count, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        due = int(elapsed * rate)
+    """Call ``action(i)`` ``rate * seconds`` times, spread evenly over ``seconds``."""
+    total, count, start = int(rate * seconds), 0, time.perf_counter()
+    while count < total:
+        due = min(int((time.perf_counter() - start) * rate) + 1, total)
         while count < due:
             action(count)
             count += 1
