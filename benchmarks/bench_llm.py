@@ -89,6 +89,9 @@ def _pipeline() -> tuple[object, object]:
 def _instrument(variant: str) -> None:
     if variant == "bare":
         return
+    if variant == "sdk-floor":
+        _instrument_floor()
+        return
     if variant == "difytrace":
         from difytrace.instrumentation.llm.openai import OpenAIInstrumentor
         from difytrace.settings import load_settings
@@ -98,6 +101,32 @@ def _instrument(variant: str) -> None:
     module, _, cls = PEERS[variant][0].partition(":")
     __import__(module)
     getattr(sys.modules[module], cls)().instrument()
+
+
+def _instrument_floor() -> None:
+    """The least any GenAI instrumentor pays in the SDK: one client span with 15 attributes
+    and three histogram records (duration, input and output tokens) per call."""
+    import wrapt
+    from opentelemetry import metrics, trace
+
+    tracer = trace.get_tracer("floor")
+    meter = metrics.get_meter("floor")
+    duration, tokens = meter.create_histogram("d", unit="s"), meter.create_histogram("t")
+    labels = {f"gen_ai.k{i}": "v" for i in range(6)}
+    span_attrs = {f"gen_ai.a{i}": "value" for i in range(8)}
+    end_attrs = {f"gen_ai.b{i}": i for i in range(7)}
+
+    def wrapper(wrapped: object, instance: object, args: tuple, kwargs: dict) -> object:  # type: ignore[type-arg]
+        span = tracer.start_span("chat", kind=trace.SpanKind.CLIENT, attributes=span_attrs)
+        result = wrapped(*args, **kwargs)  # type: ignore[operator]
+        span.set_attributes(end_attrs)
+        duration.record(0.1, labels)
+        tokens.record(10, {**labels, "gen_ai.token.type": "input"})
+        tokens.record(5, {**labels, "gen_ai.token.type": "output"})
+        span.end()
+        return result
+
+    wrapt.wrap_function_wrapper("openai.resources.chat.completions", "Completions.create", wrapper)
 
 
 def _measure(fn: object, count: int) -> float:
@@ -224,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     plan: list[tuple[str, Path | str, str, bool]] = [
         ("bare", sys.executable, "bare", False),
         ("difytrace", sys.executable, "difytrace", True),
+        ("sdk-floor (span + 3 histograms, no logic)", sys.executable, "sdk-floor", False),
     ]
     for name, (_, suffix) in PEERS.items():
         python = _ensure_peer_venv(suffix)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import wrapt
 
-from difytrace._guard import internal_errors
+from difytrace._guard import internal_errors, report_internal_error
 from difytrace.instrumentation.llm.invocation import Invocation
 
 
@@ -58,8 +58,10 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
         except Exception as exc:
             _end(self._self_inv, self._self_acc, exc)
             raise
-        with internal_errors("llm.stream.chunk"):
+        try:  # per chunk: a plain try is cheaper than the guard's context manager
             self._self_acc.chunk(self._self_inv, chunk)
+        except Exception as exc:
+            report_internal_error("llm.stream.chunk", exc)
         return chunk
 
     def __enter__(self) -> SyncStreamProxy:
@@ -110,8 +112,10 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
         except Exception as exc:
             _end(self._self_inv, self._self_acc, exc)
             raise
-        with internal_errors("llm.stream.chunk"):
+        try:  # per chunk: a plain try is cheaper than the guard's context manager
             self._self_acc.chunk(self._self_inv, chunk)
+        except Exception as exc:
+            report_internal_error("llm.stream.chunk", exc)
         return chunk
 
     async def __aenter__(self) -> AsyncStreamProxy:
