@@ -17,6 +17,14 @@ pytestmark = pytest.mark.integration
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
+def _amqp_up() -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", 5672)) == 0
+
+
 def _delete_amqp_queue(queue: str) -> None:
     from kombu import Connection
 
@@ -27,6 +35,8 @@ def _delete_amqp_queue(queue: str) -> None:
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_three_workers_deliver_each_record_once(ops_env: OpsEnv, fake_langfuse, broker) -> None:
     if broker == "rabbitmq":
+        if not _amqp_up():
+            pytest.skip("RabbitMQ is not listening on 127.0.0.1:5672")
         ops_env.extra["DIFYTRACE_OPS_TRACE_BROKER_URL"] = AMQP_URL
         ops_env.extra["DIFYTRACE_OPS_TRACE_OUTBOX_URL"] = ops_env.broker_url
     ops_env.extra.update(
