@@ -106,8 +106,6 @@ class Runtime:
         with self._lock:
             if self._pid == os.getpid():
                 if self._app is not None:
-                    # app.close() alone leaves the publishing connection's socket open.
-                    self._app.pool.force_close_all()
                     self._app.close()
                 if self._store is not None:
                     self._store.client.close()
