@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from difytrace import bootstrap
 from difytrace.bootstrap import __version__, force_flush, shutdown
 from difytrace.exceptions import ConfigurationError, DifytraceError, RecordError
+from difytrace.instrumentation.identity import set_identity, set_identity_extractor
 from difytrace.settings import Settings, load_settings
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "configure",
     "force_flush",
     "load_settings",
+    "set_identity",
+    "set_identity_extractor",
     "shutdown",
 ]
 

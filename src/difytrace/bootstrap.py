@@ -19,6 +19,7 @@ from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     MetricExporter,
 )
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -34,6 +35,7 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
+from difytrace import semconv
 from difytrace.forksafe import (
     DeferredSpanProcessor,
     LazyMetricExporter,
@@ -199,10 +201,20 @@ def _install_meter_provider(
         interval_millis=settings.metric_export_interval_ms,
         timeout_millis=settings.metric_export_timeout_ms,
     )
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    meter_provider = MeterProvider(
+        resource=resource, metric_readers=[reader], views=_histogram_views()
+    )
     metrics.set_meter_provider(meter_provider)
     _STATE.meter_provider = meter_provider
     return reader
+
+
+def _histogram_views() -> list[View]:
+    """Explicit buckets for difytrace's histograms (SDK 1.27 ignores instrument advice)."""
+    return [
+        View(instrument_name=name, aggregation=ExplicitBucketHistogramAggregation(list(bounds)))
+        for name, bounds in semconv.histogram_buckets().items()
+    ]
 
 
 def _has_sdk_provider(provider: object) -> bool:

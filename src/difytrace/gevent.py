@@ -12,6 +12,7 @@ import logging
 import os
 import shlex
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 
 logger = logging.getLogger("difytrace.gevent")
@@ -62,12 +63,39 @@ def is_patched() -> bool:
     return bool(monkey.is_module_patched("socket"))
 
 
+_THREADING_NAMES = ("Thread", "Event", "Lock", "RLock", "Condition", "Semaphore", "Timer")
+
+
+def use_gevent_threading() -> int:
+    """When gevent has patched ``threading``, re-point the names OpenTelemetry modules bound
+    before the patch at the patched objects; returns how many were re-pointed.
+
+    Run before the first span (the instrumentor runs it), so that the threads the SDK starts at
+    the first span are greenlets. A no-op without gevent, or when the patch came first.
+    """
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is None or not gevent_monkey.is_module_patched("threading"):
+        return 0
+    count = 0
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not module_name.startswith("opentelemetry"):
+            continue
+        for name in _THREADING_NAMES:
+            patched = getattr(threading, name)
+            original = gevent_monkey.get_original("threading", name)
+            if original is not patched and getattr(module, name, None) is original:
+                setattr(module, name, patched)
+                count += 1
+    return count
+
+
 def apply_patch_order() -> None:
     """Patch gevent, then gRPC, then psycopg2, each only if installed and not done yet."""
     from gevent import monkey
 
     if not monkey.is_module_patched("socket"):
         monkey.patch_all()
+    use_gevent_threading()
     if "grpc" not in _done:
         try:
             import grpc.experimental.gevent as grpc_gevent
@@ -83,6 +111,14 @@ def apply_patch_order() -> None:
     patch_psycopg()
 
 
+def _grpc_gevent_initialised() -> bool:
+    """Whether init_gevent() ran in this process, by difytrace or by the app (Dify's app.py)."""
+    if "grpc" in _done:
+        return True
+    cygrpc = sys.modules.get("grpc._cython.cygrpc")
+    return bool(getattr(cygrpc, "g_gevent_activated", False))
+
+
 def patch_order_problems() -> list[str]:
     """What is wrong with the patch order in this process, as sentences (empty when fine)."""
     problems: list[str] = []
@@ -91,7 +127,7 @@ def patch_order_problems() -> list[str]:
         if "psycogreen" in sys.modules:
             problems.append("psycogreen is loaded but gevent has not patched this process")
         return problems
-    if "grpc" in sys.modules and "grpc" not in _done:
+    if "grpc" in sys.modules and not _grpc_gevent_initialised():
         problems.append(
             "gevent is patched but grpc.experimental.gevent.init_gevent() was not "
             "called by difytrace; call it right after monkey.patch_all()"

@@ -432,3 +432,26 @@ DURATION_BUCKETS_S = (
     120.0,
     300.0,
 )
+
+#: GenAI histogram buckets recommended by the GenAI conventions (seconds; tokens).
+GEN_AI_DURATION_BUCKETS_S = tuple(round(0.01 * 2**i, 2) for i in range(14))
+GEN_AI_TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))
+
+
+def histogram_buckets() -> dict[str, tuple[float, ...]]:
+    """Explicit bucket boundaries of every histogram in ``METRICS``, by metric name.
+
+    The instruments pass them as advice too, but SDKs before 1.28 (Dify pins 1.27) ignore
+    advice, so bootstrap turns this table into views.
+    """
+    special = {
+        "http.server.request.duration": HTTP_DURATION_BUCKETS_S,
+        "gen_ai.client.operation.duration": GEN_AI_DURATION_BUCKETS_S,
+        "gen_ai.client.operation.time_to_first_chunk": GEN_AI_DURATION_BUCKETS_S,
+        "gen_ai.client.token.usage": GEN_AI_TOKEN_BUCKETS,
+    }
+    return {
+        spec.name: special.get(spec.name, DURATION_BUCKETS_S)
+        for spec in METRICS
+        if spec.instrument == "histogram" and (spec.unit == "s" or spec.name in special)
+    }

@@ -16,6 +16,8 @@ def test_public_names_are_pinned() -> None:
             "configure",
             "force_flush",
             "load_settings",
+            "set_identity",
+            "set_identity_extractor",
             "shutdown",
         ]
     )

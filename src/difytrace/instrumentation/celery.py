@@ -21,6 +21,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
     BaseInstrumentor,
 )
 
+from difytrace import gevent as gevent_order
 from difytrace.bootstrap import __version__, current_settings
 from difytrace.instrumentation import celery_lifecycle
 from difytrace.instrumentation.celery_hooks import CeleryHooks
@@ -73,7 +74,7 @@ class CeleryInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             getattr(signals, name).connect(handler, weak=False, dispatch_uid=_uid(name))
             connected.append(name)
         type(self)._connected = connected
-        celery_lifecycle.use_gevent_threading()
+        gevent_order.use_gevent_threading()
 
     def _uninstrument(self, **kwargs: Any) -> None:
         from celery import signals

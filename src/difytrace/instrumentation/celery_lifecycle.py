@@ -9,16 +9,15 @@ worker process ends flushes first:
 * ``worker_process_shutdown`` — a prefork child ends (shutdown, recycling, ``pool_shrink``);
 * ``worker_shutdown`` — the main process stops (solo, threads and gevent pools run tasks here).
 
-Under ``-P gevent`` one more thing is needed (:func:`use_gevent_threading`): the SDK's metric
-reader module does ``from threading import Event, Thread``, and it is imported (by the distro)
-before gevent patches ``threading``. Its thread was then a real OS thread whose ``join`` never
-returns under gevent: each worker hung 30 s at exit (MeterProvider's shutdown timeout).
+Under ``-P gevent`` one more thing is needed
+(:func:`difytrace.gevent.use_gevent_threading`): the SDK's metric reader module does
+``from threading import Event, Thread``, and it is imported (by the distro) before gevent
+patches ``threading``. Its thread was then a real OS thread whose ``join`` never returns under
+gevent: each worker hung 30 s at exit (MeterProvider's shutdown timeout).
 """
 
 from __future__ import annotations
 
-import sys
-import threading
 from typing import Any
 
 from difytrace import bootstrap
@@ -27,7 +26,6 @@ from difytrace._guard import report_internal_error
 #: Per provider: spans then metrics, so at most twice this. Celery's own shutdown waits are
 #: of the same order; a collector that is down must not hold a SIGTERM past ~10 s.
 FLUSH_TIMEOUT_MS = 4_000
-_THREADING_NAMES = ("Thread", "Event", "Lock", "RLock", "Condition", "Semaphore", "Timer")
 
 
 def flush_on_process_shutdown(**_: Any) -> None:
@@ -45,26 +43,3 @@ def _flush(site: str) -> None:
         bootstrap.force_flush(FLUSH_TIMEOUT_MS)
     except Exception as exc:
         report_internal_error(site, exc)
-
-
-def use_gevent_threading() -> int:
-    """When gevent has patched ``threading``, re-point the names OpenTelemetry modules bound
-    before the patch at the patched objects; returns how many were re-pointed.
-
-    Run before the first span (the instrumentor runs it), so that the threads the SDK starts at
-    the first span are greenlets. A no-op without gevent, or when the patch came first.
-    """
-    gevent_monkey = sys.modules.get("gevent.monkey")
-    if gevent_monkey is None or not gevent_monkey.is_module_patched("threading"):
-        return 0
-    count = 0
-    for module_name, module in list(sys.modules.items()):
-        if module is None or not module_name.startswith("opentelemetry"):
-            continue
-        for name in _THREADING_NAMES:
-            patched = getattr(threading, name)
-            original = gevent_monkey.get_original("threading", name)
-            if original is not patched and getattr(module, name, None) is original:
-                setattr(module, name, patched)
-                count += 1
-    return count
