@@ -9,6 +9,7 @@ nothing live to their children.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -37,9 +38,11 @@ from opentelemetry.sdk.trace.sampling import (
 
 from difytrace import semconv
 from difytrace.forksafe import (
+    SERVICE_INSTANCE_ID,
     DeferredSpanProcessor,
     LazyMetricExporter,
     LazySpanExporter,
+    ProcessIdentity,
     ProcessLocalMetricReader,
 )
 from difytrace.scrub import ScrubbingSpanExporter, scrubber_from_settings
@@ -200,6 +203,8 @@ def _install_meter_provider(
         LazyMetricExporter(lambda: _metric_exporter(settings)),
         interval_millis=settings.metric_export_interval_ms,
         timeout_millis=settings.metric_export_timeout_ms,
+        # A service.instance.id the user set is theirs; otherwise one per process.
+        identity=None if _user_set_instance_id() else ProcessIdentity(),
     )
     meter_provider = MeterProvider(
         resource=resource, metric_readers=[reader], views=_histogram_views()
@@ -207,6 +212,10 @@ def _install_meter_provider(
     metrics.set_meter_provider(meter_provider)
     _STATE.meter_provider = meter_provider
     return reader
+
+
+def _user_set_instance_id() -> bool:
+    return SERVICE_INSTANCE_ID in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
 
 
 def _histogram_views() -> list[View]:

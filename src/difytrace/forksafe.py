@@ -7,7 +7,10 @@ is set up. Three rules keep the children healthy:
 - no thread starts before a process makes its first span: a thread started in a parent, or
   restarted by an at-fork hook before gevent re-initialises its hub in the child, dies with a
   ``KeyError`` traceback at worker exit (seen with the SDK's own at-fork restarts);
-- a child forgets its parent's span processor and queue, which belong to the parent.
+- a child forgets its parent's span processor and queue, which belong to the parent;
+- every process reports its metrics under its own ``service.instance.id``: forked workers share
+  their parent's resource, and two processes' cumulative series under one identity corrupt
+  each other (rates go negative in Prometheus).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import math
 import os
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,7 +29,9 @@ from opentelemetry.sdk.metrics.export import (
     MetricExportResult,
     MetricsData,
     PeriodicExportingMetricReader,
+    ResourceMetrics,
 )
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -139,6 +145,41 @@ class DeferredSpanProcessor(SpanProcessor):
         return True if self._delegate is None else self._delegate.force_flush(timeout_millis)
 
 
+SERVICE_INSTANCE_ID = "service.instance.id"
+
+
+class ProcessIdentity:
+    """Stamps metrics with a ``service.instance.id`` of this process, made anew after fork."""
+
+    def __init__(self) -> None:
+        self._reset()
+        _after_fork_in_child(self._reset)
+
+    def _reset(self) -> None:
+        self.instance_id = str(uuid.uuid4())
+        self._stamped: dict[int, Resource] = {}
+
+    def stamp(self, data: MetricsData) -> MetricsData:
+        """``data`` with this process's instance id on every resource."""
+        return MetricsData(
+            resource_metrics=[
+                ResourceMetrics(
+                    resource=self._resource(rm.resource),
+                    scope_metrics=rm.scope_metrics,
+                    schema_url=rm.schema_url,
+                )
+                for rm in data.resource_metrics
+            ]
+        )
+
+    def _resource(self, resource: Resource) -> Resource:
+        stamped = self._stamped.get(id(resource))
+        if stamped is None:
+            stamped = resource.merge(Resource({SERVICE_INSTANCE_ID: self.instance_id}))
+            self._stamped[id(resource)] = stamped
+        return stamped
+
+
 class ProcessLocalMetricReader(PeriodicExportingMetricReader):
     """The SDK's periodic reader, with its thread started by :meth:`start` in each process.
 
@@ -148,7 +189,12 @@ class ProcessLocalMetricReader(PeriodicExportingMetricReader):
     """
 
     def __init__(
-        self, exporter: MetricExporter, *, interval_millis: float, timeout_millis: float
+        self,
+        exporter: MetricExporter,
+        *,
+        interval_millis: float,
+        timeout_millis: float,
+        identity: ProcessIdentity | None = None,
     ) -> None:
         super().__init__(
             exporter, export_interval_millis=math.inf, export_timeout_millis=timeout_millis
@@ -156,6 +202,7 @@ class ProcessLocalMetricReader(PeriodicExportingMetricReader):
         self._interval_s = interval_millis / 1000
         self._timeout_millis = timeout_millis
         self._process_thread: threading.Thread | None = None
+        self._identity = identity
         _after_fork_in_child(self._forget)
 
     def _forget(self) -> None:
@@ -178,6 +225,13 @@ class ProcessLocalMetricReader(PeriodicExportingMetricReader):
             self.collect(timeout_millis=self._timeout_millis)
         except Exception:  # a failed collection must not end the loop
             logger.warning("difytrace: metric collection failed", exc_info=True)
+
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
+        if self._identity is not None and metrics_data is not None:
+            metrics_data = self._identity.stamp(metrics_data)
+        super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._shutdown_event.set()
