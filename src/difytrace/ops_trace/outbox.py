@@ -28,6 +28,7 @@ from difytrace.settings import Settings, load_settings
 logger = logging.getLogger("difytrace.ops_trace")
 
 _MAX_BACKOFF_S = 5.0
+_LINGER_S = 0.05
 
 
 class _Item:
@@ -55,6 +56,7 @@ class Outbox:
         self.thread: threading.Thread | None = None
         self.pid = os.getpid()
         self._thread_lock = threading.Lock()
+        self._last_flush = 0.0
 
     # --- request path ------------------------------------------------------------------
     def submit(self, record: RecordBase | dict[str, Any]) -> bool:
@@ -107,13 +109,26 @@ class Outbox:
                 self.wake.clear()
                 continue
             self.idle.clear()
+            self._linger()
             try:
                 self._flush_once()
+                self._last_flush = time.monotonic()
                 backoff = 0.1
             except Exception as exc:  # broker or Redis unreachable: keep, back off, retry
                 logger.debug("ops_trace outbox: broker unreachable (%s); retrying", exc)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    def _linger(self) -> None:
+        """Gather a fuller batch: at most one message per ``_LINGER_S`` unless a batch is full.
+
+        One message per record would cost the worker a round trip each; batching is what keeps
+        the lag low under load.
+        """
+        if len(self.buffer) < self.runtime.settings.ops_trace_batch_size and not self.stopping:
+            wait = self._last_flush + _LINGER_S - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
 
     def _flush_once(self) -> None:
         self._store_refused()
