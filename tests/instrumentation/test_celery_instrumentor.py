@@ -20,7 +20,7 @@ from celery import Celery, signals
 from opentelemetry import baggage, context, trace
 
 from difytrace import _guard, semconv
-from difytrace.instrumentation import celery_lifecycle
+from difytrace import gevent as gevent_order
 from difytrace.instrumentation.celery import CeleryInstrumentor
 from difytrace.instrumentation.celery_hooks import CeleryHooks, _queue_wait
 from difytrace.testing import SpanCapture, sum_value
@@ -220,4 +220,4 @@ def test_internal_errors_never_reach_celery_outside_strict_mode(
 
 
 def test_gevent_rebinding_is_a_no_op_without_gevent_patching() -> None:
-    assert celery_lifecycle.use_gevent_threading() == 0
+    assert gevent_order.use_gevent_threading() == 0
