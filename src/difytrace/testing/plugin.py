@@ -12,6 +12,12 @@ logged; ``DIFYTRACE_STRICT=1`` is exported so child processes inherit it). Fixtu
 ``otlp_receiver_session``
     One receiver per test session (per xdist worker), for long-lived processes started by
     module- or session-scoped fixtures; call ``.clear()`` yourself.
+``openai_server``
+    An OpenAI-compatible model server with scripted responses and streams
+    (:class:`~difytrace.testing.openai_server.OpenAIServer`).
+``fake_langfuse`` / ``fake_langsmith``
+    Langfuse (OTLP + ingestion) and LangSmith (runs API) servers with auth checks, decoded
+    requests and fault injection (:mod:`difytrace.testing.vendors`).
 
 Opt out with ``pytest -p no:difytrace`` (or ``addopts = "-p no:difytrace"``); nothing is
 installed then.
@@ -26,7 +32,9 @@ import pytest
 
 from difytrace import _guard
 from difytrace.testing.capture import SpanCapture, install_global_capture
+from difytrace.testing.openai_fixtures import openai_server
 from difytrace.testing.receiver import OTLPReceiver
+from difytrace.testing.vendors import fake_langfuse, fake_langsmith
 
 _STRICT_KEY = pytest.StashKey[tuple[bool, str | None]]()
 
@@ -77,3 +85,7 @@ def otlp_receiver_session() -> Iterator[OTLPReceiver]:
     """One OTLP/HTTP receiver for the whole session (one per xdist worker)."""
     with OTLPReceiver() as receiver:
         yield receiver
+
+
+#: Fixtures defined in their own modules, re-exported so pytest registers them with the plugin.
+__all__ = ["fake_langfuse", "fake_langsmith", "openai_server"]
