@@ -25,6 +25,22 @@ def summarise(text: str) -> int:
     return len(text)
 
 
+@celery.task(name="e2e.llm_node")
+def llm_node(question: str) -> str:
+    """A workflow's LLM node: the real OpenAI SDK against the test's model server."""
+    import openai
+
+    client = openai.OpenAI(
+        base_url=os.environ["E2E_OPENAI_BASE_URL"],
+        api_key=os.environ["E2E_OPENAI_API_KEY"],
+        max_retries=0,
+    )
+    reply = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": question}]
+    )
+    return reply.choices[0].message.content or ""
+
+
 app = Flask(__name__)
 
 if os.environ.get("E2E_SPAN_AT_IMPORT") == "1":
@@ -38,6 +54,12 @@ if os.environ.get("E2E_SPAN_AT_IMPORT") == "1":
 @app.post("/apps/<app_id>/chat-messages")
 def chat(app_id: str) -> dict[str, str]:
     result = summarise.delay(f"hello from {app_id}")
+    return {"task_id": result.id}
+
+
+@app.post("/apps/<app_id>/workflows/run")
+def run_workflow(app_id: str) -> dict[str, str]:
+    result = llm_node.delay(f"summarise the run of {app_id}")
     return {"task_id": result.id}
 
 
