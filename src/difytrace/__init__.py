@@ -14,6 +14,7 @@ from difytrace import bootstrap
 from difytrace.bootstrap import __version__, force_flush, shutdown
 from difytrace.exceptions import ConfigurationError, DifytraceError, RecordError
 from difytrace.instrumentation.identity import set_identity, set_identity_extractor
+from difytrace.instrumentation.llm.manual import current_llm_call, llm_call
 from difytrace.settings import Settings, load_settings
 
 __all__ = [
@@ -23,7 +24,9 @@ __all__ = [
     "Settings",
     "__version__",
     "configure",
+    "current_llm_call",
     "force_flush",
+    "llm_call",
     "load_settings",
     "set_identity",
     "set_identity_extractor",

@@ -24,7 +24,7 @@ from difytrace.exceptions import ConfigurationError
 from difytrace.settings import load_settings
 
 # The contrib instrumentors that difytrace replaces; loading both would instrument twice.
-REPLACED_CONTRIB = ("flask", "celery")
+REPLACED_CONTRIB = ("flask", "celery", "openai")
 
 
 class DifytraceDistro(BaseDistro):  # type: ignore[misc]
