@@ -55,6 +55,7 @@ def configure(
     wrapper, never instruments twice. Raises :class:`ConfigurationError` for a bad setting.
     """
     from difytrace import gevent as gevent_order
+    from difytrace.distro import keep_startup_offline
     from difytrace.instrumentation import instrument_all
 
     if bootstrap.configured_by() is not None:
@@ -77,6 +78,7 @@ def configure(
     if settings.gevent == "on":
         gevent_order.apply_patch_order()
     gevent_order.warn_on_problems()
+    keep_startup_offline()
     bootstrap.setup_providers(settings, by="configure()")
     instrument_all(settings.disabled_instrumentations)
     return True

@@ -23,6 +23,16 @@ from difytrace import gevent as gevent_order
 from difytrace.exceptions import ConfigurationError
 from difytrace.settings import load_settings
 
+
+def keep_startup_offline() -> None:
+    """Make libraries we instrument start without network (air-gapped deployments).
+
+    litellm fetches its model price map from the internet at import unless told to use the
+    copy it ships; an explicit ``LITELLM_LOCAL_MODEL_COST_MAP`` of the user's is kept.
+    """
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
 # The contrib instrumentors that difytrace replaces; loading both would instrument twice.
 REPLACED_CONTRIB = ("flask", "celery", "openai")
 
@@ -44,6 +54,7 @@ class DifytraceDistro(BaseDistro):  # type: ignore[misc]
         ):
             gevent_order.apply_patch_order()
         gevent_order.warn_on_problems()
+        keep_startup_offline()
         disabled = [
             n.strip()
             for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")

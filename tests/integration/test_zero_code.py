@@ -90,3 +90,24 @@ def test_bad_setting_stops_the_wrapped_process_with_one_line(
     [line] = [line for line in done.stderr.splitlines() if line.startswith("difytrace:")]
     assert variable in line
     assert accepted in line
+
+
+def test_wrapper_start_stays_offline_for_litellm() -> None:
+    """litellm fetches its price map at import unless told otherwise; the distro tells it."""
+    with OTLPReceiver() as receiver:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("LITELLM_")}
+        done = subprocess.run(
+            [
+                str(BIN / "opentelemetry-instrument"),
+                sys.executable,
+                "-c",
+                "import os; print(os.environ['LITELLM_LOCAL_MODEL_COST_MAP'])",
+            ],
+            env={**full_env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"

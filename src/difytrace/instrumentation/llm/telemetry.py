@@ -86,26 +86,7 @@ class Telemetry:
         self.prices = prices or PriceBook()
         self.rollup = rollup
         self.library = library
-        self._duration = _histogram(
-            meter, g.METRIC_OPERATION_DURATION, "s", "GenAI operation duration.", _DURATION_BUCKETS
-        )
-        self._tokens = _histogram(
-            meter,
-            g.METRIC_TOKEN_USAGE,
-            "{token}",
-            "Number of input and output tokens used.",
-            _TOKEN_BUCKETS,
-        )
-        self._ttfc = _histogram(
-            meter,
-            g.METRIC_TIME_TO_FIRST_CHUNK,
-            "s",
-            "Time to receive the first chunk of a streamed response.",
-            _DURATION_BUCKETS,
-        )
-        self._cost = meter.create_counter(
-            g.METRIC_COST, unit="{USD}", description="Estimated cost of GenAI calls (USD)."
-        )
+        self._duration, self._tokens, self._ttfc, self._cost = _instruments(meter)
 
     def start(
         self,
@@ -304,6 +285,42 @@ class Telemetry:
             parent = getattr(inv.span, "parent", None)
             if parent is not None:
                 self.rollup.add(parent.span_id, inv.input_tokens or 0, inv.output_tokens or 0, cost)
+
+
+#: Instruments per meter: every instrumentor (openai, litellm, manual) shares one set, since
+#: SDK 1.27 logs a warning each time an instrument name is created again.
+_INSTRUMENTS: dict[int, tuple[Any, tuple[Any, Any, Any, Any]]] = {}
+
+
+def _instruments(meter: Any) -> tuple[Any, Any, Any, Any]:
+    """Duration, token-usage and time-to-first-chunk histograms and the cost counter."""
+    cached = _INSTRUMENTS.get(id(meter))
+    if cached is not None and cached[0] is meter:
+        return cached[1]
+    made = (
+        _histogram(
+            meter, g.METRIC_OPERATION_DURATION, "s", "GenAI operation duration.", _DURATION_BUCKETS
+        ),
+        _histogram(
+            meter,
+            g.METRIC_TOKEN_USAGE,
+            "{token}",
+            "Number of input and output tokens used.",
+            _TOKEN_BUCKETS,
+        ),
+        _histogram(
+            meter,
+            g.METRIC_TIME_TO_FIRST_CHUNK,
+            "s",
+            "Time to receive the first chunk of a streamed response.",
+            _DURATION_BUCKETS,
+        ),
+        meter.create_counter(
+            g.METRIC_COST, unit="{USD}", description="Estimated cost of GenAI calls (USD)."
+        ),
+    )
+    _INSTRUMENTS[id(meter)] = (meter, made)
+    return made
 
 
 def _histogram(
