@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -167,7 +168,7 @@ def setup_providers(settings: Settings, *, by: str) -> bool:
         provider.add_span_processor(
             DeferredSpanProcessor(
                 lambda: _batch_processor(settings),
-                reader.start if reader is not None else lambda: None,
+                lambda: _start_metric_thread(reader),
             )
         )
         trace.set_tracer_provider(provider)
@@ -212,6 +213,25 @@ def _install_meter_provider(
     metrics.set_meter_provider(meter_provider)
     _STATE.meter_provider = meter_provider
     return reader
+
+
+_SETUP_PID = os.getpid()
+
+
+def _start_metric_thread(reader: ProcessLocalMetricReader | None) -> None:
+    """Start this process's metric thread, except in a gunicorn master.
+
+    A master forks its workers later, and under gevent its thread's greenlet is inherited by
+    every worker, where it dies with a KeyError traceback at exit. The master's few points are
+    still exported by the collection at shutdown.
+    """
+    if reader is None:
+        return
+    if os.getpid() == _SETUP_PID and "gunicorn" in os.path.basename(
+        sys.argv[0] if sys.argv else ""
+    ):
+        return
+    reader.start()
 
 
 def _user_set_instance_id() -> bool:
