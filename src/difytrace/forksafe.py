@@ -15,6 +15,7 @@ is set up. Three rules keep the children healthy:
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
@@ -34,6 +35,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from difytrace.export_health import HEALTH, batch_queue
 
 logger = logging.getLogger("difytrace")
 
@@ -60,7 +63,18 @@ class LazySpanExporter(SpanExporter):
             return self._delegate
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self._get().export(spans)
+        try:
+            result = self._get().export(spans)
+        except Exception as exc:
+            HEALTH.failed("traces", type(exc).__qualname__)
+            HEALTH.dropped("export_failed", len(spans))
+            raise
+        if result is SpanExportResult.SUCCESS:
+            HEALTH.exported(len(spans))
+        else:
+            HEALTH.failed("traces", "export_failed")
+            HEALTH.dropped("export_failed", len(spans))
+        return result
 
     def shutdown(self) -> None:
         if self._delegate is not None and self._pid == os.getpid():
@@ -90,7 +104,14 @@ class LazyMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        return self._get().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        try:
+            result = self._get().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception as exc:
+            HEALTH.failed("metrics", type(exc).__qualname__)
+            raise
+        if result is not MetricExportResult.SUCCESS:
+            HEALTH.failed("metrics", "export_failed")
+        return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True
@@ -115,6 +136,7 @@ class DeferredSpanProcessor(SpanProcessor):
         self._factory = factory
         self._on_first_span = on_first_span
         self._delegate: SpanProcessor | None = None
+        self._queue: collections.deque[Any] | None = None
         self._lock = threading.Lock()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forget)
@@ -122,12 +144,14 @@ class DeferredSpanProcessor(SpanProcessor):
     def _forget(self) -> None:
         # The parent's processor and its queue belong to the parent.
         self._delegate = None
+        self._queue = None
         self._lock = threading.Lock()
 
     def _build(self) -> SpanProcessor:
         with self._lock:
             if self._delegate is None:
                 self._delegate = self._factory()
+                self._queue = batch_queue(self._delegate)
                 self._on_first_span()
             return self._delegate
 
@@ -135,7 +159,11 @@ class DeferredSpanProcessor(SpanProcessor):
         (self._delegate or self._build()).on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        (self._delegate or self._build()).on_end(span)
+        delegate = self._delegate or self._build()
+        queue = self._queue
+        if queue is not None and len(queue) >= queue.maxlen:  # type: ignore[operator]
+            HEALTH.dropped("queue_full", 1)
+        delegate.on_end(span)
 
     def shutdown(self) -> None:
         if self._delegate is not None:
