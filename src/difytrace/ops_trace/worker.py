@@ -111,11 +111,16 @@ class Sweeper(threading.Thread):
         """Messages waiting in the queue (Redis and AMQP both answer a passive declare)."""
         with self.rt.app.connection_for_read() as conn:
             channel: Any = conn.default_channel
-            return int(
-                channel.queue_declare(
+            try:
+                declared = channel.queue_declare(
                     queue=self.rt.settings.ops_trace_queue, passive=True
-                ).message_count
-            )
+                )
+            except Exception as exc:
+                # Redis keeps no key for an empty queue: kombu answers "NOT_FOUND" (404).
+                if "NOT_FOUND" in str(exc) or getattr(exc, "code", None) == 404:
+                    return 0
+                raise
+            return int(declared.message_count)
 
 
 _sweeper: list[Sweeper] = []
