@@ -221,3 +221,18 @@ def test_internal_errors_never_reach_celery_outside_strict_mode(
 
 def test_gevent_rebinding_is_a_no_op_without_gevent_patching() -> None:
     assert gevent_order.use_gevent_threading() == 0
+
+
+def test_publish_inside_suppress_instrumentation_makes_no_span(span_capture: SpanCapture) -> None:
+    from celery import Celery
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    app = Celery("suppressed", broker="memory://")
+    CeleryInstrumentor().instrument()
+    try:
+        with suppress_instrumentation():
+            app.send_task("suppressed.task", queue=f"q-{uuid.uuid4().hex[:6]}")
+        app.send_task("visible.task", queue=f"q-{uuid.uuid4().hex[:6]}")
+    finally:
+        CeleryInstrumentor().uninstrument()
+    assert [s.name for s in span_capture.spans()] == ["send visible.task"]

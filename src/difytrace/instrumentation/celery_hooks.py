@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 from celery.exceptions import Retry
 from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
@@ -152,6 +153,8 @@ class CeleryHooks:
     ) -> None:
         """``before_task_publish``: PRODUCER span, context and publish time into the headers."""
         try:
+            if not is_instrumentation_enabled():
+                return  # inside suppress_instrumentation() (e.g. the ops_trace outbox)
             if headers is None or "id" not in headers:
                 return  # task protocol 1 (Celery 3): not supported
             task_name = str(headers.get("task") or sender)

@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+
 from difytrace.exceptions import ConfigurationError
 from difytrace.ops_trace.store import OutboxStore, redis_client
 from difytrace.settings import Settings
@@ -113,10 +115,12 @@ class Runtime:
 
     def publish(self, uids: list[str], *, dests: list[str] | None = None, attempt: int = 1) -> None:
         """Put one delivery message on the queue; raises when the broker is unreachable."""
-        self.app.send_task(
-            DELIVER_TASK,
-            kwargs={"uids": uids, "dests": dests, "attempt": attempt},
-            queue=self.settings.ops_trace_queue,
-            retry=False,
-            ignore_result=True,
-        )
+        # difytrace's own plumbing: no "send" span (it would be a root trace per batch).
+        with suppress_instrumentation():
+            self.app.send_task(
+                DELIVER_TASK,
+                kwargs={"uids": uids, "dests": dests, "attempt": attempt},
+                queue=self.settings.ops_trace_queue,
+                retry=False,
+                ignore_result=True,
+            )
