@@ -2,13 +2,14 @@
 openmetrics`` for what the live workload does not produce.
 
 Which series are synthetic: see ``LIVE`` in test_dashboards_panels_data.py: every metric not
-emitted live by code the workload drives. Today: the exporter-health metrics (nothing emits
-them yet), the ops_trace queue depth (the sweeper reports nothing for an empty Redis queue),
-and always the collector's span metrics. Shape: ``COMBOS`` label sets per metric, one point
-every 15 s for the last 10 minutes, counters growing linearly, gauges flat, histograms with one
-observation value per label set. ``job`` cycles over the workload's service names (as the
-collector derives it from ``service.name``, which span metrics also carry as ``service_name``)
-and every series carries ``synthetic="true"``, so it is told apart from live ones.
+emitted live by code the workload drives. Today: the exporter-health metrics (emitted by
+difytrace.export_health, but the workload exports nothing, so they never move), the ops_trace
+queue depth (sampled every 5 s only), and always the collector's span metrics.
+Shape: ``COMBOS`` label sets per metric, one point every 15 s for the last 10 minutes, counters
+growing linearly, gauges flat, histograms with one observation value per label set. ``job``
+cycles over the workload's service names (as the collector derives it from ``service.name``,
+which span metrics also carry as ``service_name``) and every series carries
+``synthetic="true"``, so it is told apart from live ones.
 """
 
 from __future__ import annotations

@@ -52,8 +52,8 @@ LIVE: dict[str, tuple[MetricSpec, ...]] = {
         sc.CELERY_TASK_PUBLISHED,
     ),
     "difytrace.instrumentation.llm.openai": sc.GENAI_METRICS,
-    # queue.depth stays synthetic: the worker's sweeper cannot sample an empty Redis queue
-    # (kombu's passive queue_declare answers 404 NOT_FOUND, so no 0 is ever reported).
+    # queue.depth is still fed synthetic here: the sweeper samples it only every 5 s (an empty
+    # Redis queue now reports 0; it used to raise NOT_FOUND). TODO: make it live.
     "difytrace.ops_trace.worker": tuple(
         s for s in sc.OPS_TRACE_METRICS if s is not sc.OPS_TRACE_QUEUE_DEPTH
     ),
