@@ -109,11 +109,16 @@ def _consumers(settings: Settings, timeout_s: float) -> list[str]:
     from celery import Celery
 
     app = Celery("difytrace-doctor", broker=settings.ops_trace_broker_url, set_as_current=False)
+    queues: dict[str, Any] = {}
     try:
         with warnings.catch_warnings():
             # Several workers sharing a node name is the operator's business, not ours here.
             warnings.simplefilter("ignore")
-            queues = app.control.inspect(timeout=timeout_s / 2).active_queues() or {}
+            # A broadcast can miss a busy worker: ask twice before saying nobody consumes.
+            for _ in range(2):
+                queues = app.control.inspect(timeout=timeout_s / 4).active_queues() or {}
+                if queues:
+                    break
     finally:
         app.close()
     return sorted(
