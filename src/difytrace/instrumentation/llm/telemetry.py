@@ -17,6 +17,7 @@ from typing import Any
 from opentelemetry import baggage, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from difytrace import semconv
 from difytrace import semconv_genai as g
 from difytrace._guard import report_internal_error
 from difytrace.instrumentation.llm.invocation import Invocation
@@ -25,38 +26,9 @@ from difytrace.instrumentation.llm.rollup import RollupSpanProcessor
 from difytrace.instrumentation.llm.usage import Usage, estimated
 
 _BAGGAGE_LABELS = ("tenant.id", "app.id")
-_DURATION_BUCKETS = (
-    0.01,
-    0.02,
-    0.04,
-    0.08,
-    0.16,
-    0.32,
-    0.64,
-    1.28,
-    2.56,
-    5.12,
-    10.24,
-    20.48,
-    40.96,
-    81.92,
-)
-_TOKEN_BUCKETS = (
-    1,
-    4,
-    16,
-    64,
-    256,
-    1024,
-    4096,
-    16384,
-    65536,
-    262144,
-    1048576,
-    4194304,
-    16777216,
-    67108864,
-)
+# One table of bucket boundaries for every histogram (bootstrap turns it into views too).
+_DURATION_BUCKETS = semconv.GEN_AI_DURATION_BUCKETS_S
+_TOKEN_BUCKETS = semconv.GEN_AI_TOKEN_BUCKETS
 
 
 class Telemetry:
