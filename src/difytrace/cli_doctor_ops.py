@@ -105,27 +105,47 @@ def _depth(settings: Settings, timeout_s: float) -> int:
 
 
 def _consumers(settings: Settings, timeout_s: float) -> list[str]:
-    """Workers whose active queues include the ops_trace queue (a broadcast ping)."""
+    """Workers whose active queues include the ops_trace queue (a broadcast ping).
+
+    Replies are collected one by one: celery's merged reply keeps one answer per node name, so
+    two workers sharing a name (same host, default ``-n``) would hide each other.
+    """
     from celery import Celery
 
     app = Celery("difytrace-doctor", broker=settings.ops_trace_broker_url, set_as_current=False)
-    queues: dict[str, Any] = {}
+    names: list[str] = []
     try:
         with warnings.catch_warnings():
             # Several workers sharing a node name is the operator's business, not ours here.
             warnings.simplefilter("ignore")
             # A broadcast can miss a busy worker: ask twice before saying nobody consumes.
             for _ in range(2):
-                queues = app.control.inspect(timeout=timeout_s / 4).active_queues() or {}
-                if queues:
+                names = _consuming(_active_queues(app, timeout_s / 4), settings.ops_trace_queue)
+                if names:
                     break
     finally:
         app.close()
-    return sorted(
+    return [
+        f"{name} (x{names.count(name)})" if names.count(name) > 1 else name
+        for name in sorted(set(names))
+    ]
+
+
+def _active_queues(app: Any, timeout_s: float) -> list[tuple[str, Any]]:
+    """Every (node name, active queues) reply to one broadcast, duplicates kept."""
+    replies: list[tuple[str, Any]] = []
+    app.control.inspect(
+        timeout=timeout_s, callback=lambda r: replies.extend(r.items())
+    ).active_queues()
+    return replies
+
+
+def _consuming(replies: list[tuple[str, Any]], queue: str) -> list[str]:
+    return [
         worker
-        for worker, items in queues.items()
-        if any(q.get("name") == settings.ops_trace_queue for q in items)
-    )
+        for worker, items in replies
+        if isinstance(items, list) and any(q.get("name") == queue for q in items)
+    ]
 
 
 def _queue_depth(settings: Settings, timeout_s: float) -> tuple[int, list[str]]:

@@ -150,30 +150,37 @@ def test_gevent_patch_order(
         assert problem in line
 
 
-def test_a_consuming_worker_is_found(
+def test_consuming_workers_are_found_even_when_they_share_a_name(
     tmp_path: Path, fake_vendor: str, otlp_receiver: OTLPReceiver
 ) -> None:
+    """Two workers on one host share celery's default node name; both must be counted."""
     env = _env(tmp_path, fake_vendor, otlp_receiver, LANGFUSE_KEYS[1])
     queue = env["DIFYTRACE_OPS_TRACE_QUEUE"]
-    worker = subprocess.Popen(
-        [str(BIN / "difytrace"), "worker", "--pool", "solo", "--loglevel", "warning"],
-        env={**os.environ, **env, "DIFYTRACE_STRICT": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    workers = [
+        subprocess.Popen(
+            [str(BIN / "difytrace"), "worker", "--pool", "solo", "--loglevel", "warning"],
+            env={**os.environ, **env, "DIFYTRACE_STRICT": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
     try:
         settings = load_settings({**os.environ, **env})
         deadline = time.monotonic() + 60
-        while not cli_doctor_ops._consumers(settings, 1.0):
-            assert worker.poll() is None, "the ops_trace worker exited"
-            assert time.monotonic() < deadline, "the worker never answered the ping"
+        while "(x2)" not in " ".join(cli_doctor_ops._consumers(settings, 1.0)):
+            assert all(w.poll() is None for w in workers), "an ops_trace worker exited"
+            assert time.monotonic() < deadline, "the workers never both answered the ping"
         proc = run_cli("doctor", "--timeout", "10", env=env)  # a loaded CI machine
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=30)
     line = _line(proc.stdout, f"workers on {queue}")
     assert "✓" in line
     assert "@" in line  # the worker's node name
+    assert "(x2)" in line
     assert proc.returncode == 0, proc.stdout
 
 

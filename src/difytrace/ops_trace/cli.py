@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--pool", "-P", default="prefork", choices=["prefork", "solo", "threads", "gevent"]
     )
     worker.add_argument("--loglevel", "-l", default="info")
+    worker.add_argument(
+        "--hostname", "-n", help="node name (celery's default: celery@%%h); unique per process"
+    )
     worker.set_defaults(handler=run_worker)
 
     dlq = _add(
@@ -90,6 +93,7 @@ def run_worker(args: argparse.Namespace) -> int:
             args.pool,
             "-l",
             args.loglevel,
+            *(["-n", args.hostname] if args.hostname else []),
         ]
     )
     return 0
