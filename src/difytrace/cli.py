@@ -231,11 +231,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except (DifytraceError, OSError, RuntimeError, TimeoutError) as exc:
-        print(f"difytrace: error: {exc}", file=sys.stderr)
+        print(f"difytrace: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("difytrace: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # A bug of ours or an unexpected library error: still one line; the traceback on demand.
+        if os.environ.get("DIFYTRACE_DEBUG"):
+            raise
+        print(
+            f"difytrace: error: {type(exc).__name__}: {_one_line(exc)} "
+            "(DIFYTRACE_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from difytrace.settings import masked_url
+
+__all__ = ["Check", "langfuse", "langsmith", "masked_url", "otlp", "redis_ping", "tcp"]
+
 Status = Literal["pass", "fail", "warn", "skip"]
 
 
@@ -22,15 +26,6 @@ class Check:
     name: str
     status: Status
     detail: str
-
-
-def masked_url(url: str) -> str:
-    """``url`` with any password replaced by ``****``."""
-    parts = urllib.parse.urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":****@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _reason(exc: BaseException) -> str:

@@ -66,17 +66,23 @@ def parse_protocol(raw: str) -> Protocol:
     raise InvalidValue("accepted: http/protobuf (or http), grpc")
 
 
-def parse_url(raw: str) -> str:
-    value = raw.strip()
-    parts = urllib.parse.urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise InvalidValue(
-            "expected an absolute http:// or https:// URL, e.g. http://localhost:4318"
-        )
+def _split_url(value: str, expected: str) -> urllib.parse.SplitResult:
+    """``urlsplit`` whose failures (a bad IPv6 bracket, a non-numeric or out-of-range port)
+    are an :class:`InvalidValue` saying what is expected."""
     try:
+        parts = urllib.parse.urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
     except ValueError as exc:
-        raise InvalidValue(f"bad port ({exc}); expected e.g. http://localhost:4318") from None
+        raise InvalidValue(f"malformed URL ({exc}); expected {expected}") from None
+    return parts
+
+
+def parse_url(raw: str) -> str:
+    value = raw.strip()
+    expected = "an absolute http:// or https:// URL, e.g. http://localhost:4318"
+    parts = _split_url(value, expected)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise InvalidValue(f"expected {expected}")
     return value
 
 
@@ -159,13 +165,14 @@ def parse_import_path(raw: str) -> str:
 def parse_broker_url(raw: str) -> str:
     """A Celery broker / Redis URL: redis, rediss, sentinel (``;``-separated) or amqp."""
     value = raw.strip()
+    expected = (
+        "redis://host:6379/0, rediss://..., sentinel://host:26379 or "
+        "amqp://user:pass@host:5672/vhost"
+    )
     for part in value.split(";"):
-        parts = urllib.parse.urlsplit(part.strip())
+        parts = _split_url(part.strip(), expected)
         if parts.scheme not in _BROKER_SCHEMES or not (parts.hostname or parts.scheme == "memory"):
-            raise InvalidValue(
-                "expected redis://host:6379/0, rediss://..., sentinel://host:26379 or "
-                "amqp://user:pass@host:5672/vhost"
-            )
+            raise InvalidValue(f"expected {expected}")
     return value
 
 
@@ -637,11 +644,11 @@ class Settings:
         for setting in SETTINGS:
             value = getattr(self, setting.name)
             if setting.secret and value:
-                text = (
-                    "****"
-                    if isinstance(value, str)
-                    else "{" + ", ".join(f"{k}: ****" for k in value) + "}"
-                )
+                if isinstance(value, str):
+                    # A URL's password is its secret; the rest helps find a wrong host or db.
+                    text = repr(masked_url(value)) if "://" in value else "****"
+                else:
+                    text = "{" + ", ".join(f"{k}: ****" for k in value) + "}"
             else:
                 text = repr(value)
             shown[setting.name] = text
@@ -686,7 +693,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             try:
                 values[setting.name] = _checked_override(setting, overrides[setting.name])
             except InvalidValue as exc:
-                shown = "****" if setting.secret else repr(overrides[setting.name])
+                shown = _shown(setting, overrides[setting.name])
                 problems.append(f"configure({setting.name}={shown}) is invalid: {exc}")
             sources[setting.name] = "configure()"
             continue
@@ -700,7 +707,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             try:
                 values[setting.name] = setting.parse(raw)
             except InvalidValue as exc:
-                shown = "****" if setting.secret else repr(raw)
+                shown = _shown(setting, raw)
                 problems.append(f"{var}={shown} is invalid: {exc}")
             sources[setting.name] = var
             break
@@ -718,6 +725,16 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     return Settings(**values, sources=sources)
 
 
+def _shown(setting: Setting, raw: Any) -> str:
+    """A value for an error message: a secret URL without its password, other secrets not at
+    all."""
+    if not setting.secret:
+        return repr(raw)
+    if isinstance(raw, str) and "://" in raw and masked_url(raw) != "****":
+        return repr(masked_url(raw))
+    return "****"
+
+
 def settings_table_markdown() -> str:
     """The README configuration table, generated from ``SETTINGS``."""
     rows = [
@@ -730,3 +747,20 @@ def settings_table_markdown() -> str:
         envs = ", ".join(f"`{e}`" for e in s.env)
         rows.append(f"| {s.name} | {envs} | {shown} | {s.doc} |")
     return "\n".join(rows)
+
+
+def masked_url(url: str) -> str:
+    """``url`` with any password replaced by ``****`` (an unparsable URL entirely); Celery's
+    ``;``-separated lists (Sentinel, failover) are masked URL by URL."""
+    if ";" in url:
+        return ";".join(masked_url(part) for part in url.split(";"))
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "****"
+    if not password:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.split(":", 1)[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{name}:****@{host}"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -19,6 +21,23 @@ pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 
 
+README = Path(__file__).parents[2] / "README.md"
+# Each would win over REDIS_URL and point the demo at a real broker.
+_BROKER_VARIABLES = ("CELERY_BROKER_URL", "DIFYTRACE_OPS_TRACE_BROKER_URL")
+
+
+def _readme_demo_argv() -> list[str]:
+    """The demo command of the README's Quick start (its first line's last ``&&`` step), with
+    ``.venv/bin/`` resolved to this interpreter's venv: the set-up steps before it are what
+    created this venv."""
+    section = README.read_text().split("## Quick start", 1)[1]
+    first_line = section.split("```\n", 2)[1].splitlines()[0]
+    argv = shlex.split(first_line.split("&&")[-1])
+    assert Path(argv[0]).name == "difytrace", first_line
+    assert argv[1:] == ["demo"], first_line
+    return [str(BIN / "difytrace"), *argv[1:]]
+
+
 @pytest.fixture(scope="module")
 def demo_run(
     tmp_path_factory: pytest.TempPathFactory,
@@ -28,14 +47,14 @@ def demo_run(
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in _BROKER_VARIABLES},
         "REDIS_URL": f"redis://127.0.0.1:{port}/0",
         "DIFYTRACE_STRICT": "1",
         "COLUMNS": "200",
     }
     try:
         proc = subprocess.run(
-            [str(BIN / "difytrace"), "demo"],
+            _readme_demo_argv(),
             cwd=cwd,
             env=env,
             capture_output=True,
@@ -56,6 +75,7 @@ def test_demo_exits_zero_on_the_embedded_broker(
     assert "REDIS_URL is set but its Redis does not answer" in proc.stdout
     assert "embedded Redis (fakeredis)" in proc.stdout
     assert "Traceback" not in proc.stderr
+    assert re.search(r"demo finished in \d+\.\d s", proc.stdout)
 
 
 def test_demo_draws_the_traces(demo_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.integration
 REDIS_DB = "redis://127.0.0.1:6379/13"
 
 
-def _routing(tmp_path: Path, vendor: str, otlp: str, secret: str) -> Path:
+def _routing(
+    tmp_path: Path, vendor: str, otlp: str, secret: str, langsmith_key: str = LANGSMITH_KEY
+) -> Path:
     path = tmp_path / "destinations.yaml"
     path.write_text(
         "default:\n"
@@ -29,19 +31,25 @@ def _routing(tmp_path: Path, vendor: str, otlp: str, secret: str) -> Path:
         " secret_key: '${LF_SECRET}'}\n"
         "tenants:\n"
         "  t1:\n"
-        f"    destinations: [{{kind: langsmith, endpoint: '{vendor}', api_key: {LANGSMITH_KEY}}}]\n"
+        f"    destinations: [{{kind: langsmith, endpoint: '{vendor}', api_key: {langsmith_key}}}]\n"
         "    apps:\n"
         f"      a1: [{{kind: otlp, endpoint: '{otlp}/v1/traces'}}]\n"
     )
     return path
 
 
-def _env(tmp_path: Path, vendor: str, receiver: OTLPReceiver, secret: str) -> dict[str, str]:
+def _env(
+    tmp_path: Path,
+    vendor: str,
+    receiver: OTLPReceiver,
+    secret: str,
+    langsmith_key: str = LANGSMITH_KEY,
+) -> dict[str, str]:
     return {
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "DIFYTRACE_ENABLED": "true",
         "DIFYTRACE_OPS_TRACE_DESTINATIONS": str(
-            _routing(tmp_path, vendor, receiver.endpoint, secret)
+            _routing(tmp_path, vendor, receiver.endpoint, secret, langsmith_key)
         ),
         "LF_SECRET": secret,
         "DIFYTRACE_OPS_TRACE_BROKER_URL": REDIS_DB,
@@ -74,15 +82,17 @@ def test_healthy_setup_passes(
     assert "0 dead letter(s)" in proc.stdout
     assert re.search(r"doctor: \d+ passed, 0 failed", proc.stdout)
     assert receiver.spans() == []  # the probe exports nothing
+    for name in ("difytrace_flask", "difytrace_celery", "difytrace_openai", "difytrace_litellm"):
+        assert "installed and enabled" in _line(proc.stdout, "│ instrumentation ", name)
 
 
 @pytest.fixture
 def broken_run(
     tmp_path: Path, fake_vendor: str, closed_port: int, otlp_receiver: OTLPReceiver
 ) -> tuple[subprocess.CompletedProcess[str], int, str]:
-    """One doctor run with three faults: a wrong Langfuse key, the broker down (with a
-    password in its URL) and the live-telemetry OTLP endpoint down."""
-    env = _env(tmp_path, fake_vendor, otlp_receiver, "sk-wrong")
+    """One doctor run with four faults: wrong Langfuse and LangSmith keys, the broker down (with
+    a password in its URL) and the live-telemetry OTLP endpoint down."""
+    env = _env(tmp_path, fake_vendor, otlp_receiver, "sk-wrong", langsmith_key="lsv2-wrong")
     env["DIFYTRACE_OPS_TRACE_BROKER_URL"] = f"redis://:hunter2@127.0.0.1:{closed_port}/0"
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{closed_port}"
     return run_cli("doctor", env=env), closed_port, fake_vendor
@@ -97,6 +107,10 @@ def test_wrong_key_names_the_destination_and_the_401(
     assert "✗" in line
     assert "credentials rejected (HTTP 401" in line
     assert "sk-wrong" not in proc.stdout + proc.stderr
+    line = _line(proc.stdout, "LangSmith", vendor, "(tenant t1)")
+    assert "✗" in line
+    assert "credentials rejected (HTTP 401" in line
+    assert "lsv2-wrong" not in proc.stdout + proc.stderr
 
 
 def test_unreachable_broker_is_named(
@@ -114,7 +128,7 @@ def test_unreachable_otlp_endpoint_fails(
 ) -> None:
     proc, port, _ = broken_run
     assert "unreachable" in _line(proc.stdout, "OTLP traces", f"127.0.0.1:{port}")
-    assert re.search(r"doctor: \d+ passed, [3-9] failed", proc.stdout), proc.stdout
+    assert re.search(r"doctor: \d+ passed, [4-9] failed", proc.stdout), proc.stdout
 
 
 @pytest.mark.parametrize(
@@ -213,3 +227,17 @@ def test_grpc_patch_order(
     line = _line(proc.stdout, "gevent", "patch order (grpc_app)")
     assert ("✓" in line) is ok, proc.stdout
     assert proc.returncode == (0 if ok else 1)
+
+
+def test_a_disabled_instrumentation_is_flagged(otlp_receiver: OTLPReceiver) -> None:
+    proc = run_cli(
+        "doctor",
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "difytrace_openai",
+        },
+    )
+    line = _line(proc.stdout, "│ instrumentation ", "difytrace_openai")
+    assert "!" in line
+    assert "disabled by OTEL_PYTHON_DISABLED_INSTRUMENTATIONS" in line
+    assert "installed and enabled" in _line(proc.stdout, "│ instrumentation ", "difytrace_flask")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
+from difytrace import cli
 from difytrace.cli import build_parser, main
 from difytrace.settings import settings_table_markdown
 from tests.cli.cli_support import run_cli
@@ -18,14 +21,51 @@ def test_every_command_is_registered() -> None:
     assert set(COMMANDS) <= set(choices)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_help_has_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+def _command_paths(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> list[tuple[str, ...]]:
+    """Every command and subcommand of ``parser``, as argv prefixes."""
+    found = [path]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _command_paths(sub, (*path, name))
+    return found
+
+
+ALL_PATHS = _command_paths(build_parser())
+
+
+def test_every_subcommand_is_walked() -> None:
+    assert {("dlq", "replay"), ("dlq", "list"), ("worker",), ()} <= set(ALL_PATHS)
+
+
+@pytest.mark.parametrize("path", ALL_PATHS, ids=lambda p: " ".join(p) or "difytrace")
+def test_help_has_examples(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main([command, "--help"])
+        main([*path, "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "examples:\n" in out
-    assert f"difytrace {command}" in out.split("examples:", 1)[1]
+    assert " ".join(("difytrace", *path)) in out.split("examples:", 1)[1]
+
+
+def test_an_unexpected_error_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(args: argparse.Namespace) -> int:
+        raise ValueError("bad\nthing")
+
+    monkeypatch.setattr(cli, "_settings", broken)
+    monkeypatch.delenv("DIFYTRACE_DEBUG", raising=False)
+    assert main(["settings"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == "difytrace: error: ValueError: bad thing (DIFYTRACE_DEBUG=1 shows the traceback)\n"
+    )
+    monkeypatch.setenv("DIFYTRACE_DEBUG", "1")
+    with pytest.raises(ValueError, match="bad"):
+        main(["settings"])
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,14 @@ def _error(env: dict[str, str], **overrides: object) -> str:
         ("OTEL_SAMPLING_RATE", "ten percent", "expected a number from 0 to 1"),
         ("OTLP_BASE_ENDPOINT", "collector:4318", "expected an absolute http:// or https:// URL"),
         ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://", "expected an absolute http://"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:99999", "bad port"),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://collector:99999",
+            "malformed URL (Port out of range 0-65535)",
+        ),
+        ("OTLP_TRACE_ENDPOINT", "http://[::1:4318", "malformed URL (Invalid IPv6 URL)"),
+        ("DIFYTRACE_OPS_TRACE_BROKER_URL", "redis://h:port/0", "malformed URL (Port could"),
+        ("CELERY_BROKER_URL", "kafka://h:9092", "expected redis://host:6379/0"),
         ("OTEL_BSP_MAX_QUEUE_SIZE", "lots", "expected a whole number greater than 0"),
         ("OTEL_METRIC_EXPORT_INTERVAL", "0", "expected a whole number greater than 0"),
         ("OTEL_MAX_EXPORT_BATCH_SIZE", "1.5", "expected a whole number greater than 0"),
@@ -270,6 +277,30 @@ def test_masked_hides_every_secret() -> None:
     assert set(masked) == {s.name for s in SETTINGS}
     empty = load_settings(environ={}).masked()
     assert empty["api_key"] == "''"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:hunter2@10.0.0.5:6379/1", "redis://:****@10.0.0.5:6379/1"),
+        ("amqp://guest:hunter2@mq:5672//", "amqp://guest:****@mq:5672//"),
+        (
+            "sentinel://:hunter2@s1:26379;sentinel://:hunter2@s2:26379/0",
+            "sentinel://:****@s1:26379;sentinel://:****@s2:26379/0",
+        ),
+    ],
+)
+def test_broker_urls_show_all_but_the_password(url: str, shown: str) -> None:
+    masked = load_settings(environ={"DIFYTRACE_OPS_TRACE_BROKER_URL": url}).masked()
+    assert masked["ops_trace_broker_url"] == repr(shown)
+    assert "hunter2" not in masked["ops_trace_broker_url"]
+
+
+def test_a_malformed_broker_url_is_named_without_its_password() -> None:
+    message = _error({"CELERY_BROKER_URL": "redis://:hunter2@[::1"})
+    assert "CELERY_BROKER_URL=**** is invalid: malformed URL" in message
+    assert "hunter2" not in message
 
 
 def test_bad_secret_value_is_not_echoed() -> None:

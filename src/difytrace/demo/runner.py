@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -231,6 +232,7 @@ def _draw(live: list[Any], ops: list[Any], console: Console) -> None:
 
 def run(out: Path, console: Console, environ: dict[str, str]) -> int:
     """Run the demo; return the exit code."""
+    started = time.monotonic()
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="difytrace-demo-")))
         broker = stack.enter_context(embedded.broker(workdir, environ))
@@ -251,4 +253,5 @@ def run(out: Path, console: Console, environ: dict[str, str]) -> int:
     from difytrace.demo.guide import print_guide
 
     print_guide(console)
+    console.print(f"[bold]demo finished[/] in {time.monotonic() - started:.1f} s")
     return 0

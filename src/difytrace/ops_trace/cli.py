@@ -62,18 +62,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "  difytrace dlq list\n  difytrace dlq show 3f2a...\n"
         "  difytrace dlq replay --all\n  difytrace dlq purge --all\n",
     )
-    actions = dlq.add_subparsers(dest="dlq_command", required=True)
-    listing = actions.add_parser("list", help="List dead letters, oldest first.")
-    listing.add_argument("--limit", type=int, default=50)
+    actions = dlq.add_subparsers(dest="dlq_command", metavar="action", required=True)
+    listing = _add(
+        actions,
+        "list",
+        "List dead letters, oldest first.",
+        "  difytrace dlq list\n  difytrace dlq list --limit 500 --json > letters.jsonl\n",
+    )
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default: 50)")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(handler=dlq_list)
-    show = actions.add_parser("show", help="Show one dead letter with its record.")
-    show.add_argument("id")
+    show = _add(
+        actions,
+        "show",
+        "Show one dead letter with its record.",
+        "  difytrace dlq show 3f2a9c0e4b1d\n",
+    )
+    show.add_argument("id", help="a dead letter's id, as `difytrace dlq list` prints it")
     show.set_defaults(handler=dlq_show)
     for name, handler, verb in (("replay", dlq_replay, "Re-queue"), ("purge", dlq_purge, "Delete")):
-        action = actions.add_parser(name, help=f"{verb} dead letters (ids, or --all).")
-        action.add_argument("ids", nargs="*")
-        action.add_argument("--all", action="store_true")
+        action = _add(
+            actions,
+            name,
+            f"{verb} dead letters (ids, or --all).",
+            f"  difytrace dlq {name} 3f2a9c0e4b1d 77b0d1e2a3c4\n  difytrace dlq {name} --all\n",
+        )
+        action.add_argument("ids", nargs="*", help="dead letter ids")
+        action.add_argument("--all", action="store_true", help="every dead letter")
         action.set_defaults(handler=handler)
 
 
