@@ -22,7 +22,7 @@ from difytrace import semconv
 from difytrace.instrumentation.celery import CeleryInstrumentor
 from difytrace.testing import CapturedSpan, OTLPReceiver, SpanCapture, histogram_totals, sum_value
 from tests.integration import celery_app
-from tests.integration._procs import BIN, HERE, Proc
+from tests.integration._procs import BIN, HERE, Proc, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -241,3 +241,25 @@ def test_recycled_prefork_children_flush_every_span(
                 assert run.parent_span_id == publish_span(span_capture, r.id).span_id
         finally:
             stop_cleanly(proc)
+
+
+@pytest.mark.usefixtures("instrumented")
+@pytest.mark.parametrize("pool", ["prefork", "gevent"])
+def test_sigterm_during_a_task_finishes_it_and_flushes_its_span(
+    pool: str, tmp_path: Path, span_capture: SpanCapture
+) -> None:
+    """A warm shutdown lets the running task finish; its span, held back by an export delay
+    nobody waits for, arrives through the shutdown flush, and the worker exits within 10 s."""
+    queue = f"ct-term-{pool}-{uuid.uuid4().hex[:8]}"
+    marker = tmp_path / "started"
+    with OTLPReceiver() as receiver:
+        proc = start_worker(receiver, tmp_path, pool, queue, OTEL_BSP_SCHEDULE_DELAY=NEVER)
+        try:
+            result = celery_app.slow.apply_async((str(marker), 1.5), queue=queue)
+            wait_until(marker.exists, timeout=30, what="the task to start")
+        finally:
+            stop_cleanly(proc)
+        assert result.get(timeout=10) == "done"
+        [run] = run_spans(receiver, result.id)
+        assert run.attributes[semconv.CELERY_TASK_STATE] == "SUCCESS"
+        assert run.parent_span_id == publish_span(span_capture, result.id).span_id

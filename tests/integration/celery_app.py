@@ -10,6 +10,8 @@ the tests assert that no log has one.
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
@@ -57,6 +59,14 @@ def flaky(self: Task, value: int) -> int:
     if self.request.retries == 0:
         raise self.retry(exc=FlakyError("first attempt fails"), countdown=0)
     return value
+
+
+@app.task(name="ct.slow")
+def slow(marker: str, seconds: float) -> str:
+    """Writes ``marker`` when it starts, then works for ``seconds`` (a task caught by SIGTERM)."""
+    Path(marker).write_text("started")
+    time.sleep(seconds)
+    return "done"
 
 
 @app.task(name="ct.noop", ignore_result=True)
