@@ -16,7 +16,7 @@ from difytrace.ops_trace.routing import Router, load_resolver
 from difytrace.ops_trace.store import RetryEntry
 from difytrace.ops_trace.view import build_view
 from tests.ops_trace.conftest import OpsEnv
-from tests.ops_trace.factories import message
+from tests.ops_trace.factories import message, workflow
 
 
 def _deliverer(ops_env: OpsEnv, destination: dict, **extra: str) -> Deliverer:
@@ -158,3 +158,22 @@ def test_duplicate_message_after_confirmation_sends_nothing(ops_env, fake_langfu
     sent = len(fake_langfuse.requests)
     d.deliver(uids, None, 1)  # e.g. kombu restoring an unacked message an hour later
     assert len(fake_langfuse.requests) == sent
+
+
+def test_langsmith_409_for_one_existing_record_loses_none_of_its_batch_mates(
+    ops_env, fake_langsmith
+) -> None:
+    fake_langsmith.credentials["key"] = "t"
+    fake_langsmith.conflict_on_existing = True  # 409 and nothing of the request stored
+    d = _deliverer(
+        ops_env, {"kind": "langsmith", "endpoint": fake_langsmith.endpoint, "api_key": "key"}
+    )
+    old = message("old")
+    d.deliver(_put(d, [old]), None, 1)
+    fresh = [workflow(f"w{i}", nodes=4) for i in range(3)] + [message(f"n{i}") for i in range(3)]
+    d.deliver(_put(d, [*fresh[:3], old, *fresh[3:]]), None, 1)  # e.g. a re-sent batch
+    expected = {str(o.run_id) for r in [old, *fresh] for o in build_view(r).observations}
+    assert fake_langsmith.ids() == expected
+    assert 409 in [status for _, _, status, _ in fake_langsmith.requests]
+    assert DeadLetters(d.runtime.store).count() == 0
+    assert d.runtime.store.counts() == {"pending": 0, "retries": 0}

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from difytrace.exceptions import ConfigurationError, RecordError
 from difytrace.ops_trace import dlq, metrics
 from difytrace.ops_trace.config import Runtime
-from difytrace.ops_trace.destinations.base import Outcome
+from difytrace.ops_trace.destinations.base import Destination, Outcome
+from difytrace.ops_trace.links import DeliveryLog
 from difytrace.ops_trace.records import parse_record
 from difytrace.ops_trace.routing import DestinationConfig, Router
 from difytrace.ops_trace.store import Loaded, RetryEntry
@@ -60,6 +61,7 @@ class Deliverer:
         self.router = router
         self.rng = rng or random.Random()
         self.letters = dlq.DeadLetters(runtime.store)
+        self.log = DeliveryLog()
 
     def deliver(self, uids: Sequence[str], dests: Sequence[str] | None, attempt: int) -> None:
         """Deliver one message's records (``dests``: only these destinations, for retries)."""
@@ -128,8 +130,9 @@ class Deliverer:
                 }
             metrics.batch_size(dest.kind, len(chunk))
             for item in chunk:
-                outcome = outcomes.get(item.uid) or Outcome(False, True, "no_outcome")
-                self._account(key, item, outcome, kind=dest.kind, attempt=attempt, ledger=ledger)
+                outcome = outcomes.setdefault(item.uid, Outcome(False, True, "no_outcome"))
+                self._account(key, item, outcome, dest=dest, attempt=attempt, ledger=ledger)
+            self.log.delivered(key, dest, [p.view for p in chunk if outcomes[p.uid].accepted])
 
     def _account(
         self,
@@ -137,10 +140,11 @@ class Deliverer:
         item: _Pending,
         outcome: Outcome,
         *,
-        kind: str,
+        dest: Destination,
         attempt: int,
         ledger: _Ledger,
     ) -> None:
+        kind = dest.kind
         if outcome.accepted:
             item.done.add(key)
             ledger.done.append((item.uid, key))
@@ -166,6 +170,7 @@ class Deliverer:
             error=outcome.message or outcome.error_type,
             attempts=attempt,
             payload=item.payload,
+            trace_url=dest.trace_url(item.view),
         )
         item.done.add(key)
         ledger.done.append((item.uid, key))
@@ -191,6 +196,7 @@ class Deliverer:
         error: str,
         attempts: int,
         payload: bytes,
+        trace_url: str | None = None,
     ) -> None:
         ledger.letters.append(
             dlq.new_letter(
@@ -201,6 +207,7 @@ class Deliverer:
                 error=error,
                 attempts=attempts,
                 record=payload,
+                trace_url=trace_url,
             )
         )
         metrics.dead_lettered(kind, reason)

@@ -44,6 +44,8 @@ class DeadLetter:
     at: float
     record: str
     replayable: bool = True
+    #: Where the record's trace is (or would be) in the vendor's UI, when the vendor has one.
+    trace_url: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """The entry without the record body (for listings)."""
@@ -158,6 +160,7 @@ def new_letter(
     attempts: int,
     record: bytes | str,
     replayable: bool = True,
+    trace_url: str | None = None,
 ) -> DeadLetter:
     """A dead letter with a fresh id and the current time."""
     return DeadLetter(
@@ -171,4 +174,5 @@ def new_letter(
         at=time.time(),
         record=_text(record),
         replayable=replayable,
+        trace_url=trace_url,
     )

@@ -11,7 +11,7 @@ of ``DIFYTRACE_OPS_TRACE_DESTINATIONS`` or a host callable named by
         apps:
           <app id>: [ ... ]          # ... unless the app has its own list
     # each destination: {kind: langfuse, host, public_key, secret_key, api: otlp|ingestion}
-    #                   {kind: langsmith, api_key, endpoint, project, api: runs|otlp}
+    #                   {kind: langsmith, api_key, endpoint, project, api: runs|otlp, web_url}
     #                   {kind: otlp, endpoint, headers: {...}}
     # "${VAR}" in a string is replaced by the environment variable VAR (keep keys out of files)
 
@@ -42,8 +42,11 @@ class _Config(BaseModel):
 
     @property
     def key(self) -> str:
-        """``kind:<hash of every field, secrets included>`` (never shows a secret)."""
-        fields = self.model_dump(mode="python")
+        """``kind:<hash of every field, secrets included>`` (never shows a secret).
+
+        ``web_url`` is left out: it only shapes trace links, not where records go.
+        """
+        fields = self.model_dump(mode="python", exclude={"web_url"})
         text = repr(
             sorted(
                 (k, v.get_secret_value() if isinstance(v, SecretStr) else v)
@@ -82,6 +85,8 @@ class LangSmithConfig(_Config):
     api_key: SecretStr
     project: str = "default"
     api: Literal["runs", "otlp"] = "runs"
+    #: LangSmith's UI for trace links; default: derived from ``endpoint`` as the SDK does.
+    web_url: str | None = None
 
 
 class OtlpConfig(_Config):
@@ -176,7 +181,11 @@ class Router:
         hit = self._cache.get((tenant_id, app_id))
         if hit is not None and hit[0] > now:
             return hit[1]
-        configs = parse_configs(self.resolver(tenant_id, app_id), f"resolver({tenant_id!r})")
+        try:
+            found = self.resolver(tenant_id, app_id)
+        except Exception as exc:  # the host's resolver (a database...): the record waits
+            raise ConfigurationError(f"{type(exc).__name__}: {exc}") from None
+        configs = parse_configs(found, f"resolver({tenant_id!r})")
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[(tenant_id, app_id)] = (now + self.ttl_s, configs)
@@ -228,6 +237,7 @@ def build_destination(config: DestinationConfig, timeout_s: float) -> Destinatio
             api_key=config.api_key.get_secret_value(),
             endpoint=config.endpoint,
             project=config.project,
+            web_url=config.web_url,
             timeout_s=timeout_s,
         )
     return OtlpDestination(

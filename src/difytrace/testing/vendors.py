@@ -22,6 +22,7 @@ import random
 import re
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -87,6 +88,7 @@ class FakeVendor:
         #: called before each request is answered (e.g. to kill a worker mid-batch)
         self.on_request: Callable[[], None] | None = None
         self.requests: list[tuple[str, str, int, int]] = []  # path, tenant, status, items
+        self.lookups: list[tuple[str, str, int]] = []  # GET path, tenant, status
         self._faults: deque[Fault] = deque()
         self._chaos = _Chaos()
         self._lock = threading.Lock()
@@ -221,6 +223,20 @@ class FakeVendor:
             self.requests.append((path, tenant or "?", status, items))
         return status, out, ctype, fault
 
+    def lookup(self, path: str, tenant: str) -> tuple[int, Any]:
+        """Answer a read-only GET: (status, JSON value)."""
+        return 404, {"detail": "not found"}
+
+    def _serve_get(self, path: str, headers: Any) -> tuple[int, bytes]:
+        tenant = self.tenant_of(headers)
+        if tenant is None:
+            status, value = 401, {"message": "Invalid credentials"}
+        else:
+            status, value = self.lookup(path, tenant)
+        with self._lock:
+            self.lookups.append((path, tenant or "?", status))
+        return status, json.dumps(value).encode()
+
 
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -248,6 +264,14 @@ def _handler(vendor: FakeVendor) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(out)
             except (BrokenPipeError, ConnectionResetError):  # the client timed out first
                 self.close_connection = True
+
+        def do_GET(self) -> None:
+            status, out = vendor._serve_get(self.path, self.headers)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
 
         def log_message(self, format: str, *args: Any) -> None:
             return
@@ -292,6 +316,17 @@ class FakeLangfuse(FakeVendor):
     def add_project(self, public_key: str, secret_key: str, label: str) -> None:
         """Accept this key pair, as project ``label``."""
         self.credentials[basic_auth(public_key, secret_key)] = label
+
+    @staticmethod
+    def project_id(label: str) -> str:
+        """The project id ``GET /api/public/projects`` answers for project ``label``."""
+        return "proj-" + uuid.uuid5(uuid.NAMESPACE_URL, label).hex[:12]
+
+    def lookup(self, path: str, tenant: str) -> tuple[int, Any]:
+        """``GET /api/public/projects``: the one project of the key pair."""
+        if path == "/api/public/projects":
+            return 200, {"data": [{"id": self.project_id(tenant), "name": tenant}]}
+        return 404, {"message": "not found"}
 
     def handle(
         self, path: str, headers: Any, body: bytes, tenant: str
@@ -418,7 +453,40 @@ def _ingestion_problem(event: Any) -> str | None:  # noqa: PLR0911 - one return 
 
 
 class FakeLangSmith(FakeVendor):
-    """LangSmith's runs API; credentials keyed by the ``x-api-key`` value."""
+    """LangSmith's runs API; credentials keyed by the ``x-api-key`` value.
+
+    With :attr:`conflict_on_existing`, a post of a run that is already stored answers 409
+    ("payloads already received") and stores none of the request: the strictest reading of
+    the API, which does not say what happens to the other runs of the request.
+    """
+
+    conflict_on_existing = False
+
+    @staticmethod
+    def org_id(tenant: str) -> str:
+        """The organisation (LangSmith "tenant") id of a credential label."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, "org:" + tenant))
+
+    @staticmethod
+    def project_id(tenant: str, name: str) -> str:
+        """The project (session) id of project ``name`` of a credential label."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"project:{tenant}:{name}"))
+
+    def lookup(self, path: str, tenant: str) -> tuple[int, Any]:
+        """``GET /sessions?name=``: the project once a run of it was ingested, else []."""
+        parts = urllib.parse.urlsplit(path)
+        if parts.path != "/sessions":
+            return 404, {"detail": "not found"}
+        name = urllib.parse.parse_qs(parts.query).get("name", [""])[0]
+        with self._lock:
+            known = any(
+                w.tenant == tenant and w.entity.get("session_name") == name
+                for w in self.entities.values()
+            )
+        if not known:
+            return 200, []
+        project = {"id": self.project_id(tenant, name), "name": name}
+        return 200, [{**project, "tenant_id": self.org_id(tenant)}]
 
     def tenant_of(self, headers: Any) -> str | None:
         """Tenant label of the API key."""
@@ -431,9 +499,10 @@ class FakeLangSmith(FakeVendor):
         try:
             if path == "/runs/batch":
                 data = json.loads(body)
-                runs = list(data.get("post") or []) + list(data.get("patch") or [])
+                posts = list(data.get("post") or [])
+                runs = posts + list(data.get("patch") or [])
             elif path == "/runs/multipart":
-                runs = _multipart_runs(headers.get("Content-Type", ""), body)
+                runs = posts = _multipart_runs(headers.get("Content-Type", ""), body)
             else:
                 return 404, b'{"detail":"not found"}', "json", 0
         except (ValueError, TypeError, AttributeError) as exc:
@@ -442,6 +511,10 @@ class FakeLangSmith(FakeVendor):
         problems += [f"{r.get('id')}: poisoned" for r in runs if r.get("id") in self.poison]
         if problems:
             return 422, json.dumps({"detail": problems[:5]}).encode(), "json", len(runs)
+        with self._lock:
+            conflict = any((tenant, r.get("id")) in self.entities for r in posts)
+        if conflict and self.conflict_on_existing:
+            return 409, b'{"detail":"payloads already received"}', "json", len(runs)
         for run in runs:
             self._accept(tenant, run["id"], run)
         return 202, b'{"message":"Runs batch ingested"}', "json", len(runs)

@@ -3,7 +3,8 @@
 A destination takes a batch of ``(uid, TraceView)`` and answers an :class:`Outcome` per uid:
 accepted, retryable (connection error, timeout, 408, 429, 5xx; with the server's Retry-After)
 or permanent (other 4xx, a record it cannot build). A whole-batch 400/413/422 is bisected so
-that one bad record does not take its batch-mates to the dead-letter store.
+that one bad record does not take its batch-mates to the dead-letter store (LangSmith splits
+on 409 too).
 """
 
 from __future__ import annotations
@@ -85,6 +86,13 @@ class Destination(ABC):
     def send(self, batch: Batch) -> dict[str, Outcome]:
         """Deliver the batch; one outcome per uid."""
 
+    def trace_url(self, view: TraceView) -> str | None:
+        """The record's trace in the vendor's UI; None where there is none (or not yet).
+
+        May ask the vendor once per destination for ids the URL needs; never raises.
+        """
+        return None
+
     def close(self) -> None:
         """Release connections."""
         self.session.close()
@@ -107,12 +115,17 @@ def build_each(
     return built
 
 
+#: Whole-batch answers that may be about one record only: the batch is split to find it.
+SPLIT_ON = ("http_400", "http_413", "http_422")
+
+
 def send_bisecting(
     items: list[tuple[str, Any]],
     send: Callable[[list[tuple[str, Any]]], Outcome],
     outcomes: dict[str, Outcome],
+    split_on: tuple[str, ...] = SPLIT_ON,
 ) -> None:
-    """Send ``items`` as one request; on a whole-batch validation error, split and retry."""
+    """Send ``items`` as one request; on a ``split_on`` answer, split it in halves and retry."""
     if not items:
         return
     outcome = send(items)
@@ -120,11 +133,11 @@ def send_bisecting(
         not outcome.accepted
         and not outcome.retryable
         and len(items) > 1
-        and outcome.error_type in ("http_400", "http_413", "http_422")
+        and outcome.error_type in split_on
     ):
         half = len(items) // 2
-        send_bisecting(items[:half], send, outcomes)
-        send_bisecting(items[half:], send, outcomes)
+        send_bisecting(items[:half], send, outcomes, split_on)
+        send_bisecting(items[half:], send, outcomes, split_on)
         return
     for uid, _ in items:
         outcomes[uid] = outcome

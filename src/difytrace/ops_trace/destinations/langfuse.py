@@ -13,7 +13,7 @@ import base64
 import json
 from typing import Any
 
-from difytrace.ops_trace import ids
+from difytrace.ops_trace import ids, links
 from difytrace.ops_trace.destinations import otlp_wire
 from difytrace.ops_trace.destinations._common import (
     RESOURCE,
@@ -38,6 +38,7 @@ from difytrace.ops_trace.view import Observation, TraceView
 
 OTLP_PATH = "/api/public/otel/v1/traces"
 INGESTION_PATH = "/api/public/ingestion"
+PROJECTS_PATH = "/api/public/projects"
 
 
 def _auth(public_key: str, secret_key: str) -> str:
@@ -125,6 +126,25 @@ class LangfuseDestination(Destination):
             "Authorization": _auth(public_key, secret_key),
             "x-langfuse-ingestion-version": "4",
         }
+        self._project = links.CachedLookup(self._project_id, "Langfuse project lookup")
+
+    def trace_url(self, view: TraceView) -> str | None:
+        """``{host}/project/{project id}/traces/{trace id}`` (the project of these keys)."""
+        project = self._project.get()
+        if project is None:
+            return None
+        return f"{links.public_base(self.host)}/project/{project}/traces/{view.trace_id}"
+
+    def _project_id(self) -> str | None:
+        # A key pair belongs to exactly one project: the API lists just that one.
+        response = self.session.get(
+            self.host + PROJECTS_PATH,
+            headers={"Authorization": self.headers["Authorization"]},
+            timeout=min(self.timeout_s, 5.0),
+        )
+        response.raise_for_status()
+        data = response.json().get("data") or []
+        return str(data[0]["id"]) if data and data[0].get("id") else None
 
     def send(self, batch: Batch) -> dict[str, Outcome]:
         """One OTLP request (or one ingestion batch) per call, bisected on validation errors."""
