@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 
 import pytest
 
-from difytrace.ops_trace import cli, outbox
+from difytrace.ops_trace import cli, dlq, outbox
 from difytrace.ops_trace.budget import MARKER_KEY
+from difytrace.ops_trace.config import Runtime
 from difytrace.ops_trace.dlq import DeadLetters
 from difytrace.ops_trace.view import build_view
-from tests.ops_trace.conftest import OpsEnv, wait_until
-from tests.ops_trace.factories import message
+from tests.ops_trace.conftest import OpsEnv, OwnRedis, cleanup_redis, wait_until
+from tests.ops_trace.factories import message, workflow
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +102,48 @@ def test_bad_records_are_dead_lettered_and_replay_delivers_after_the_fix(
     wait_until(lambda: after in fake_langsmith.ids(), 20, "a later record")
     assert cli.dlq_purge(argparse.Namespace(ids=[], all=True)) == 0
     assert letters.count() == 0
+
+
+def test_records_refused_while_redis_is_down_are_dead_lettered_when_it_returns(
+    tmp_path, own_redis: OwnRedis, caplog
+) -> None:
+    dlq.refused_queue.clear()
+    caplog.set_level(logging.DEBUG, logger="difytrace.ops_trace")
+    env = OpsEnv(tmp=tmp_path, broker_url=own_redis.url)  # nothing listens there yet
+    try:
+        box = outbox.configure(env.settings())
+        naive = {**json.loads(message().model_dump_json()), "start_time": "2026-01-02T03:04:05"}
+        assert box.submit(naive) is False
+        wait_until(lambda: "broker unreachable" in caplog.text, 20, "an attempt to store it")
+        own_redis.start()
+        letters = DeadLetters(Runtime(env.settings()).store)
+        wait_until(lambda: letters.count() == 1, 30, "the dead letter once Redis is back")
+        (letter,) = letters.entries()
+        assert letter.reason == "invalid_record"
+        assert "timezone" in letter.error
+        assert not dlq.refused_queue
+    finally:
+        outbox.shutdown(0)
+        cleanup_redis(own_redis.url, env)
+
+
+def test_a_record_over_budget_after_truncation_is_dead_lettered_with_the_reason(
+    ops_env: OpsEnv, runtime, span_capture
+) -> None:
+    ops_env.extra["DIFYTRACE_OPS_TRACE_MAX_RECORD_BYTES"] = "20000"
+    box = outbox.configure(ops_env.settings())
+    assert box.submit(workflow("huge", nodes=400))  # accepted; refused on the outbox thread
+    assert box.submit(message("fits", inputs={"doc": "x" * 50_000}))  # cut to fit, kept
+    letters = DeadLetters(runtime.store)
+    wait_until(lambda: letters.count() == 1, 20, "the dead letter")
+    (letter,) = letters.entries()
+    assert letter.reason == "record_too_large"
+    assert "after cutting" in letter.error
+    assert "the budget is 20000 bytes" in letter.error
+    assert "huge" in letter.record
+    assert letter.replayable is False
+    wait_until(lambda: runtime.store.counts()["pending"] == 1, 20, "the record that fits")
+    points = span_capture.metrics()["difytrace.ops_trace.dropped"]
+    assert {p.attributes["difytrace.ops_trace.reason"]: p.value for p in points} == {
+        "record_too_large": 1
+    }

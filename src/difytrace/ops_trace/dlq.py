@@ -15,19 +15,28 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from difytrace.ops_trace.store import OutboxStore
 
 _PREVIEW_BYTES = 64 * 1024
 
-#: Records ``submit()`` refused, waiting for the outbox thread to store them (bounded).
-refused_queue: collections.deque[tuple[str, str]] = collections.deque(maxlen=1000)
+
+class Refused(NamedTuple):
+    """A record refused before enqueue: why, and a preview of it."""
+
+    reason: str
+    message: str
+    preview: str
 
 
-def remember_refused(message: str, preview: str = "") -> None:
+#: Records refused before enqueue, waiting for the outbox thread to store them (bounded).
+refused_queue: collections.deque[Refused] = collections.deque(maxlen=1000)
+
+
+def remember_refused(message: str, preview: str = "", reason: str = "invalid_record") -> None:
     """Keep a refused record's error for the dead-letter store (no I/O on the request path)."""
-    refused_queue.append((message, preview[:_PREVIEW_BYTES]))
+    refused_queue.append(Refused(reason, message, preview[:_PREVIEW_BYTES]))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ thread (a greenlet under gevent) writes batches to the Redis outbox and publishe
 message per batch. While the broker is unreachable the buffer holds up to
 ``DIFYTRACE_OPS_TRACE_BUFFER_SIZE`` records and re-sends them when it returns; beyond that,
 records are dropped and counted by reason. Nothing here raises into the app.
+
+A record submitted inside a live span, without a ``trace_id`` of its own, takes the span's
+trace id, so the ops trace and the HTTP / Celery spans share one trace id. ``submit()`` only
+reads the id (an int) from the context; the record is copied with it on the outbox thread.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import os
 import threading
 import time
 from typing import Any
+
+from opentelemetry.trace import get_current_span
 
 from difytrace._guard import internal_errors
 from difytrace.exceptions import RecordError
@@ -32,12 +38,21 @@ _LINGER_S = 0.05
 
 
 class _Item:
-    __slots__ = ("kind", "payload", "record")
+    __slots__ = ("kind", "live_trace_id", "payload", "record")
 
-    def __init__(self, record: RecordBase) -> None:
+    def __init__(self, record: RecordBase, live_trace_id: int) -> None:
         self.kind = record.kind
         self.record: RecordBase | None = record
         self.payload: bytes | None = None
+        self.live_trace_id = live_trace_id
+
+
+def _live_trace_id(record: RecordBase) -> int:
+    """The current span's trace id when the record names none (0: none to take)."""
+    if record.trace_id is not None:
+        return 0
+    context = get_current_span().get_span_context()
+    return context.trace_id if context.is_valid else 0
 
 
 class Outbox:
@@ -68,11 +83,13 @@ class Outbox:
                 record = parse_record(record)  # type: ignore[arg-type]
             except RecordError as exc:
                 _refused(exc, record)
+                if self.thread is None or self.pid != os.getpid():
+                    self._start()  # the thread stores the dead letter
                 return False
         if len(self.buffer) >= self.bound:
             metrics.dropped("buffer_full")
             return False
-        self.buffer.append(_Item(record))
+        self.buffer.append(_Item(record, _live_trace_id(record)))
         if self.thread is None or self.pid != os.getpid():
             self._start()
         if len(self.buffer) == 1:
@@ -159,33 +176,40 @@ class Outbox:
     def _prepared(self, item: _Item) -> bool:
         """Serialise once (kept for a retry); False for a record refused by the budget."""
         if item.payload is None and item.record is not None:
+            record = item.record
+            if item.live_trace_id:
+                record = record.model_copy(update={"trace_id": f"{item.live_trace_id:032x}"})
             try:
-                item.payload = self._serialise(item.record)
-            except RecordError as exc:
-                _refused(exc, item.record)
+                item.payload = self._serialise(record)
+            except RecordError as exc:  # still over the budget with every field cut
+                _refused(exc, item.record, "record_too_large")
                 item.payload = b""
             item.record = None
             time.sleep(0)  # hand the GIL to request threads between records
         return bool(item.payload)
 
     def _store_refused(self) -> None:
-        letters = []
-        while dlq.refused_queue:
-            message, preview = dlq.refused_queue.popleft()
-            letters.append(
-                dlq.new_letter(
-                    uid="",
-                    destination=None,
-                    kind="none",
-                    reason="invalid_record",
-                    error=message,
-                    attempts=0,
-                    record=preview,
-                    replayable=False,
-                )
+        """Dead-letter what ``submit()`` refused; off the queue only once Redis has it."""
+        pending = list(dlq.refused_queue)
+        if not pending:
+            return
+        dlq.DeadLetters(self.runtime.store).add(
+            dlq.new_letter(
+                uid="",
+                destination=None,
+                kind="none",
+                reason=refused.reason,
+                error=refused.message,
+                attempts=0,
+                record=refused.preview,
+                replayable=False,
             )
-        if letters:
-            dlq.DeadLetters(self.runtime.store).add(letters)
+            for refused in pending
+        )
+        for refused in pending:
+            # Only this thread pops; a full queue may have evicted some of ours meanwhile.
+            if dlq.refused_queue and dlq.refused_queue[0] is refused:
+                dlq.refused_queue.popleft()
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Wait until the buffer is written and published; False on timeout."""
@@ -224,8 +248,8 @@ def _sanitised(record: RecordBase) -> bytes:
 _refused_logged: set[str] = set()
 
 
-def _refused(exc: RecordError, record: object) -> None:
-    metrics.dropped("invalid_record")
+def _refused(exc: RecordError, record: object, reason: str = "invalid_record") -> None:
+    metrics.dropped(reason)
     message = str(exc)
     if message[:80] not in _refused_logged and len(_refused_logged) < 100:
         _refused_logged.add(message[:80])
@@ -234,7 +258,7 @@ def _refused(exc: RecordError, record: object) -> None:
         preview = repr(record)[:4096]
     except Exception:
         preview = "<unprintable record>"
-    dlq.remember_refused(message, preview)
+    dlq.remember_refused(message, preview, reason)
 
 
 # --- module-level singleton ------------------------------------------------------------
