@@ -1,4 +1,5 @@
-"""Dashboard lint: ids, datasource variable, rate() on counters, units, legends, names."""
+"""Dashboard lint: ids, datasource variable, rate() on counters, units, legends, names, and the
+template variables of each board (as documented in dashboards/README.md)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 import pytest
 from dashgen.__main__ import DEFAULT_OUT as DASHBOARDS
 from dashgen.grafana import by_labels
+from dashgen.promql import labels_of
 
 from difytrace import semconv
+from difytrace.semconv import MetricSpec
 
 BOARDS = sorted(DASHBOARDS.glob("*.json"))
 SPECS = (*semconv.METRICS, *semconv.COLLECTOR_METRICS)
@@ -26,8 +29,24 @@ KNOWN_SERIES = CUMULATIVE | {s.prometheus_name for s in SPECS}
 IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 PROMQL_WORDS = {
     "sum", "by", "rate", "increase", "irate", "histogram_quantile", "or", "and", "max", "min",
-    "deriv", "on", "le", "count", "avg", "job", "instance",
+    "deriv", "on", "le", "count", "avg", "job", "instance", "label_replace",
 }  # fmt: skip
+#: Series name → its spec (histograms by their _bucket/_sum/_count parts).
+SERIES: dict[str, MetricSpec] = {
+    s.prometheus_name + suffix: s
+    for s in SPECS
+    for suffix in (("_bucket", "_sum", "_count") if s.instrument == "histogram" else ("",))
+}
+#: The template variables the issue asks for → the labels each may filter on. ``service`` is
+#: ``job`` (service.name) on difytrace's series and ``service_name`` on the collector's span
+#: metrics, whose ``job`` may be empty.
+VARIABLE_LABELS: dict[str, tuple[str, ...]] = {
+    "service": ("job", semconv.SERVICE_NAME.replace(".", "_")),
+    "queue": (semconv.MESSAGING_DESTINATION_NAME.replace(".", "_"),),
+    "tenant": (semconv.TENANT_ID.replace(".", "_"),),
+    "app": (semconv.APP_ID.replace(".", "_"),),
+}
+README = DASHBOARDS / "README.md"
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -103,3 +122,50 @@ def test_refids_unique_per_panel(board: dict[str, Any]) -> None:
     for panel in board["panels"]:
         refs = [t["refId"] for t in panel["targets"]]
         assert len(refs) == len(set(refs))
+
+
+def _documented_variables() -> dict[str, list[str]]:
+    """board file stem → variables, from the table under "## Template variables" in the README."""
+    section = README.read_text().split("## Template variables", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, list[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].startswith("`"):
+            rows[cells[0].strip("`").removesuffix(".json")] = re.findall(r"`(\w+)`", cells[1])
+    return rows
+
+
+def _selectors(expr: str) -> list[tuple[MetricSpec, str]]:
+    """(spec, matchers text) of every series selector in ``expr``."""
+    found = []
+    for match in re.finditer(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?", expr):
+        spec = SERIES.get(match.group(1))
+        if spec is not None:
+            found.append((spec, match.group(2) or ""))
+    return found
+
+
+def test_variables_are_the_documented_ones() -> None:
+    documented = _documented_variables()
+    assert sorted(documented) == [p.stem for p in BOARDS], "README table rows vs dashboards"
+    for path in BOARDS:
+        names = [v["name"] for v in _load(path)["templating"]["list"]]
+        assert names == documented[path.stem], path.stem
+
+
+def test_variables_cover_every_label_shown(board: dict[str, Any]) -> None:
+    """A board has the variable of a label when it shows a metric carrying that label, and the
+    variable then filters every selector of such a metric (so "All but tenant-a" never leaves
+    one panel unfiltered)."""
+    names = {v["name"] for v in board["templating"]["list"]}
+    selectors = [sel for _, t in _targets(board) for sel in _selectors(t["expr"])]
+    assert selectors
+    for var, var_labels in VARIABLE_LABELS.items():
+        carrying = [(s, m) for s, m in selectors if set(var_labels) & set(labels_of(s))]
+        if not carrying:
+            assert var not in names, f"{board['uid']}: ${var} filters nothing here"
+            continue
+        assert var in names, f"{board['uid']} shows {carrying[0][0].name} but has no ${var}"
+        for spec, matchers in carrying:
+            filters = [f'{lbl}=~"${var}"' for lbl in var_labels if lbl in labels_of(spec)]
+            assert any(f in matchers for f in filters), (board["uid"], spec.name, matchers)

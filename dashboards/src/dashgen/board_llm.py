@@ -50,8 +50,20 @@ def llm_usage() -> Dashboard:
             "currencyUSD",
             (Target(f"3600 * {scope.rate(cost, ta)}", legend(*ta)),),
         ),
-        Panel("Call latency", "s", quantiles(scope, dur, pm)),
-        Panel("Time to first token", "s", quantiles(scope, ttft, pm)),
+        Panel("Call latency by model", "s", quantiles(scope, dur, pm)),
+        Panel(
+            "Call latency by tenant / app",
+            "s",
+            quantiles(scope, dur, ta)[:2],
+            "p50 and p95 of LLM call duration per tenant and app.",
+        ),
+        Panel("Time to first token by model", "s", quantiles(scope, ttft, pm)),
+        Panel(
+            "Time to first token by tenant / app",
+            "s",
+            quantiles(scope, ttft, ta)[:2],
+            "p50 and p95 of time to first token (streamed calls) per tenant and app.",
+        ),
         Panel(
             "Calls and errors",
             "reqps",
@@ -104,6 +116,10 @@ def exporter_health() -> Dashboard:
     svc = label(sc.SERVICE_NAME)
     spans = Scope({svc: "service"})
     drop_all = scope.rate(dropped, proc)
+    exported_all = scope.rate(exported, proc)
+    # A process that only drops (its collector is down) has no exported series, and one that
+    # never dropped has no dropped series: either alone still makes the denominator.
+    handled = f"({drop_all} + {exported_all}) or {drop_all} or {exported_all}"
     panels = [
         Panel(
             "Spans dropped per process",
@@ -128,21 +144,13 @@ def exporter_health() -> Dashboard:
         Panel(
             "Drop ratio per process",
             "percentunit",
-            (
-                Target(
-                    ratio(
-                        drop_all,
-                        f"{scope.rate(exported, proc)} + ({drop_all} or 0 * "
-                        f"{scope.rate(exported, proc)})",
-                    ),
-                    legend(*proc),
-                ),
-            ),
+            (Target(ratio(drop_all, handled), legend(*proc)),),
+            "Spans lost / (lost + exported).",
         ),
         Panel(
             "Spans exported per process",
             "cps",
-            (Target(scope.rate(exported, proc), legend(*proc)),),
+            (Target(exported_all, legend(*proc)),),
         ),
         Panel(
             "Spans seen by the agent collector",

@@ -16,7 +16,10 @@ from ._common import (
     service_var,
 )
 from .grafana import Dashboard, Panel, Target, Variable
-from .promql import Scope, ratio
+from .promql import Scope, ratio, with_label
+
+#: The destination shown for ``submitted``, which is counted before any routing.
+BEFORE_ROUTING = "all (before routing)"
 
 
 def ops_trace() -> Dashboard:
@@ -58,10 +61,19 @@ def ops_trace() -> Dashboard:
         Panel(
             "Outcomes by destination",
             "cps",
-            tuple(
-                Target(scope.rate(spec, by_dest), f"{name} {legend(DEST)}")
-                for name, spec in outcomes
+            (
+                Target(
+                    with_label(scope.rate(sc.OPS_TRACE_SUBMITTED), DEST, BEFORE_ROUTING),
+                    f"submitted {legend(DEST)}",
+                ),
+                *(
+                    Target(scope.rate(spec, by_dest), f"{name} {legend(DEST)}")
+                    for name, spec in outcomes
+                ),
             ),
+            "Submitted (all destinations: records are routed by tenant/app in the worker, after "
+            "submit, so `submitted` has no destination), then delivered / failed / retried / "
+            "dead-lettered per destination kind.",
         ),
         Panel(
             "Delivery failure ratio",

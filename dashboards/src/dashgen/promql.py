@@ -116,6 +116,17 @@ class Scope:
         return f"{agg} by ({', '.join(by)}) ({sel})" if by else f"{agg}({sel})"
 
 
+def with_label(expr: str, name: str, value: str) -> str:
+    """``sum by (name) (expr)`` with ``name`` set to ``value`` on every series.
+
+    For a metric shown beside series of another metric that carry ``name`` while it does not
+    (``label_replace`` with an empty source matches every series).
+    """
+    if "$" in value or '"' in value:
+        raise ValueError(f"label value {value!r} must not hold $ or quotes")
+    return f'sum by ({name}) (label_replace({expr}, "{name}", "{value}", "", ""))'
+
+
 def ratio(numerator: str, denominator: str) -> str:
     """``numerator / denominator`` over the same ``by`` labels.
 
