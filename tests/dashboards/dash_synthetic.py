@@ -1,10 +1,10 @@
 """Documented synthetic series, backfilled with ``promtool tsdb create-blocks-from
-openmetrics`` for what the live workload does not produce.
+openmetrics`` for what only the collector produces.
 
-Which series are synthetic: see ``LIVE`` in test_dashboards_panels_data.py: every metric not
-emitted live by code the workload drives. Today: the exporter-health metrics (emitted by
-difytrace.export_health, but the workload exports nothing, so they never move), the ops_trace
-queue depth (sampled every 5 s only), and always the collector's span metrics.
+Which series are synthetic: ``SYNTHETIC`` in test_dashboards_panels_data.py, which is
+``semconv.COLLECTOR_METRICS``: the agent collector's ``span_metrics`` connector output (calls
+and durations by service, span name, kind and status). Every metric difytrace itself emits is
+produced live by the workload; a test there keeps it so.
 Shape: ``COMBOS`` label sets per metric, one point every 15 s for the last 10 minutes, counters
 growing linearly, gauges flat, histograms with one observation value per label set. ``job``
 cycles over the workload's service names (as the collector derives it from ``service.name``,
@@ -24,30 +24,10 @@ STEP_S = 15
 SPAN_S = 600
 #: Values per attribute, cycled over label sets; None leaves the label out.
 VALUES: dict[str, tuple[str | None, ...]] = {
-    sc.OPS_TRACE_DESTINATION: ("langfuse", "langsmith", "otlp"),
-    sc.OPS_TRACE_RECORD_TYPE: ("workflow", "message", "tool"),
-    sc.OPS_TRACE_REASON: ("validation", "oversized", "queue_full"),
-    sc.MESSAGING_DESTINATION_NAME: ("ops_trace",),
-    sc.ERROR_TYPE: ("timeout", "503"),
-    sc.GEN_AI_OPERATION_NAME: ("chat",),
-    sc.GEN_AI_PROVIDER_NAME: ("openai", "anthropic"),
-    sc.GEN_AI_REQUEST_MODEL: ("gpt-4o-mini", "claude-sonnet-4"),
-    sc.GEN_AI_RESPONSE_MODEL: ("gpt-4o-mini-2024-07-18", "claude-sonnet-4-20250514"),
-    sc.GEN_AI_TOKEN_TYPE: ("input", "output"),
-    sc.GEN_AI_USAGE_ESTIMATED: ("false", "true", "false"),
-    sc.SERVER_ADDRESS: ("api.example.test",),
-    sc.TENANT_ID: ("tenant-a", "tenant-b"),
-    sc.APP_ID: ("app-1", "app-2", "app-3"),
-    sc.EXPORTER_REASON: ("queue_full", "export_failed"),
-    sc.EXPORTER_SIGNAL: ("traces", "metrics"),
     sc.SERVICE_NAME: ("dash-api", "dash-worker"),
     sc.SPAN_NAME: ("GET /ok", "process dash.ok"),
     sc.SPAN_KIND: ("SPAN_KIND_SERVER", "SPAN_KIND_CONSUMER"),
     sc.STATUS_CODE: ("STATUS_CODE_UNSET", "STATUS_CODE_ERROR"),
-}
-#: Per-metric exceptions: LLM calls mostly succeed (no error.type).
-PER_METRIC: dict[str, dict[str, tuple[str | None, ...]]] = {
-    sc.GEN_AI_CLIENT_OPERATION_DURATION.name: {sc.ERROR_TYPE: ("timeout", None, "429")},
 }
 COMBOS = 6
 SECONDS_BUCKETS = sc.DURATION_BUCKETS_S
@@ -63,7 +43,7 @@ def _label_sets(spec: MetricSpec) -> list[dict[str, str]]:
         labels = {"job": str(services[i % len(services)]), "instance": f"backfill:{i % 2}"}
         labels[MARK[0]] = MARK[1]
         for attr in spec.attributes:
-            values = PER_METRIC.get(spec.name, {}).get(attr) or VALUES.get(attr, ("x",))
+            values = VALUES.get(attr, ("x",))
             value = values[i % len(values)]
             if value is not None:
                 labels[attr.replace(".", "_")] = value

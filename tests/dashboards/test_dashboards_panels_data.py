@@ -3,11 +3,12 @@
 Three processes run tests/dashboards/workload.py with difytrace configured and expose their
 metrics (difytrace.prometheus): a Flask API (HTTP, SSE, OpenAI SDK calls to a fake OpenAI
 server, ops_trace submits), a Celery worker, and the ops_trace worker delivering to fake
-Langfuse servers (one accepting, one refusing with 400) and a closed port. A Prometheus started
-here (Debian package, 127.0.0.1, temporary storage, 1 s scrapes) scrapes them while the test
-drives traffic in rounds until every live series has what rate() and quantiles need. Metrics
-the workload does not emit (``LIVE`` says which are live) and the collector-only span metrics
-are backfilled from dash_synthetic.py first. Then every target of every dashboard, with its
+Langfuse servers (one accepting, one refusing with 400) and a closed port. The API exports its
+spans to a stalled collector and the Celery worker to a real OTLP receiver, so exporter health
+is live too. A Prometheus started here (Debian package, 127.0.0.1, temporary storage, 1 s
+scrapes) scrapes them while the test drives traffic in rounds until every live series has what
+rate() and quantiles need. Every difytrace metric is live (``LIVE``); only the collector's span
+metrics are backfilled from dash_synthetic.py. Then every target of every dashboard, with its
 template variables resolved by their own queries against the same server, must return a
 non-empty result whose series carry every ``by (...)`` label, with finite values.
 ``$__rate_interval`` is resolved to 5m.
@@ -36,6 +37,7 @@ import pytest
 from dashgen.__main__ import DEFAULT_OUT as DASHBOARDS
 from dashgen.alerts import ALERTS
 from dashgen.grafana import by_labels
+from dashgen.promql import label
 
 from difytrace import semconv as sc
 from difytrace.semconv import MetricSpec
@@ -43,7 +45,9 @@ from difytrace.semconv import MetricSpec
 HERE = Path(__file__).resolve().parent
 REDIS_DB = 15  # this test's own database (13 is the doctor tests')
 RATE_INTERVAL = "5m"
-#: instrumentation module → the metrics the workload makes it emit live.
+ERROR = label(sc.ERROR_TYPE)
+QUEUE = label(sc.MESSAGING_DESTINATION_NAME)
+#: module emitting them → the metrics the workload makes live. Together: all of sc.METRICS.
 LIVE: dict[str, tuple[MetricSpec, ...]] = {
     "difytrace.instrumentation.flask": (sc.HTTP_SERVER_DURATION, sc.HTTP_STREAM_DURATION),
     "difytrace.instrumentation.celery": (
@@ -52,12 +56,13 @@ LIVE: dict[str, tuple[MetricSpec, ...]] = {
         sc.CELERY_TASK_PUBLISHED,
     ),
     "difytrace.instrumentation.llm.openai": sc.GENAI_METRICS,
-    # queue.depth is still fed synthetic here: the sweeper samples it only every 5 s (an empty
-    # Redis queue now reports 0; it used to raise NOT_FOUND). TODO: make it live.
-    "difytrace.ops_trace.worker": tuple(
-        s for s in sc.OPS_TRACE_METRICS if s is not sc.OPS_TRACE_QUEUE_DEPTH
-    ),
+    # queue.depth: the worker's sweeper samples the real Redis queue (every 5 s).
+    "difytrace.ops_trace.worker": sc.OPS_TRACE_METRICS,
+    # api → stalled collector (failures, drops); worker → OTLP receiver (exported).
+    "difytrace.export_health": sc.EXPORTER_METRICS,
 }
+#: The only synthetic series: what the collector alone computes.
+SYNTHETIC = sc.COLLECTOR_METRICS
 #: Counters that must grow in the window (ratio denominators); the others only need two samples
 #: (a flat counter is a rate of 0: data). Histograms always must grow (quantiles of nothing are
 #: NaN).
@@ -67,12 +72,23 @@ MUST_GROW = {
     sc.OPS_TRACE_SUBMITTED,
     sc.OPS_TRACE_DEAD_LETTERED,
     sc.CELERY_TASK_PUBLISHED,
+    sc.EXPORTER_SPANS_EXPORTED,
+    sc.EXPORTER_SPANS_DROPPED,
 }
 T = TypeVar("T")
 
 
 def live_specs() -> list[MetricSpec]:
-    return [s for mod, specs in LIVE.items() if importlib.util.find_spec(mod) for s in specs]
+    missing = [mod for mod in LIVE if importlib.util.find_spec(mod) is None]
+    assert not missing, f"LIVE names modules that do not exist: {missing}"
+    return [s for specs in LIVE.values() for s in specs]
+
+
+def test_only_collector_series_are_synthetic() -> None:
+    """Every metric difytrace emits is produced live by the workload; nothing else is faked."""
+    live = live_specs()
+    assert sorted(s.name for s in sc.METRICS) == sorted(s.name for s in live)
+    assert not set(SYNTHETIC) & set(live)
 
 
 def poll(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
@@ -177,9 +193,8 @@ def stack(
             text = poll(f"{role} ready", lambda r=ready, p=proc: _ready_file(r, p), timeout=120)
             ports[role] = json.loads(text)
         live = live_specs()
-        synthetic_specs = [s for s in (*sc.METRICS, *sc.COLLECTOR_METRICS) if s not in live]
         data = tmp / "data"
-        (tmp / "synthetic.om").write_text(synthetic.openmetrics(synthetic_specs, int(time.time())))
+        (tmp / "synthetic.om").write_text(synthetic.openmetrics(SYNTHETIC, int(time.time())))
         subprocess.run(
             [
                 promtool,
@@ -389,7 +404,36 @@ def test_every_panel_returns_data(scraped: dict[str, Any]) -> None:
         found = prom.query(f"{spec.prometheus_name}{suffix}")
         assert {r["metric"]["job"] for r in found} & {"dash-api", "dash-worker", "dash-ops"}
         assert not [r for r in found if r["metric"].get("synthetic")], spec.name
+    _check_exporter_health(prom)
     _check_alert_rules(prom)
+
+
+def _by(prom: Prom, spec: MetricSpec, *labels: str) -> set[tuple[str, ...]]:
+    found = prom.query(f"sum by ({', '.join(labels)}) ({spec.prometheus_name}) > 0")
+    return {tuple(r["metric"].get(lbl, "") for lbl in labels) for r in found}
+
+
+def _check_exporter_health(prom: Prom) -> None:
+    """The stalled collector made the API's exports fail and its queue overflow; the worker's
+    receiver took its spans. Each process reports only what happened to it."""
+    reason = label(sc.EXPORTER_REASON)
+    assert _by(prom, sc.EXPORTER_SPANS_DROPPED, "job", reason) == {
+        ("dash-api", "export_failed"),
+        ("dash-api", "queue_full"),
+    }
+    assert {job for job, _ in _by(prom, sc.EXPORTER_EXPORT_FAILURES, "job", ERROR)} == {"dash-api"}
+    assert _by(prom, sc.EXPORTER_SPANS_EXPORTED, "job") == {("dash-worker",)}
+    # The drop ratio shows both: the API (drops only, no exported series) and the worker.
+    board = json.loads((DASHBOARDS / "exporter.json").read_text())
+    (panel,) = [p for p in board["panels"] if p["title"] == "Drop ratio per process"]
+    expr = _substitute(panel["targets"][0]["expr"], _resolve(prom, board))
+    ratios = {r["metric"]["job"]: float(r["value"][1]) for r in prom.query(expr)}
+    assert set(ratios) == {"dash-api", "dash-worker"}, ratios
+    assert ratios["dash-api"] > 0, ratios
+    assert ratios["dash-worker"] == 0, ratios
+    # Sampled by the ops worker's sweeper from the real Redis queue it consumes.
+    depth = [r["metric"] for r in prom.query(sc.OPS_TRACE_QUEUE_DEPTH.prometheus_name)]
+    assert {(m["job"], m[QUEUE].rsplit("-", 1)[-1]) for m in depth} == {("dash-ops", "ops")}
 
 
 def _check_alert_rules(prom: Prom) -> None:
@@ -406,6 +450,10 @@ def _check_alert_rules(prom: Prom) -> None:
             set(found) >= names
             and all(r.get("lastEvaluation", "").startswith("2") for r in found.values())
             and found["DifytraceOpsTraceDeadLetters"].get("state") == "firing"
+            # for: 5m, so pending in this test's time, on the API's live drops
+            and found["DifytraceSpansDropped"].get("state") in {"pending", "firing"}
+            and {a["labels"].get("job") for a in found["DifytraceSpansDropped"]["alerts"]}
+            == {"dash-api"}
         )
 
     try:

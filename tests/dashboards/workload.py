@@ -13,6 +13,12 @@
   tenant-a to a fake Langfuse that accepts, tenant-b to one that answers 400 (dead letters)
   and tenant-c to a closed port (failures and retries, forever).
 
+Spans go over real OTLP/HTTP, so the exporter-health metrics are live too: the ``api``
+exports to a stalled collector (accepts connections, never answers) through a 4-span batch
+queue with a 1 s export timeout, so its exports fail (``export.failures``, spans dropped with
+reason ``export_failed``) and bursts overflow the queue (``queue_full``); the ``worker``
+exports to a real OTLP receiver (``spans.exported``). The ``ops`` worker exports nothing.
+
 Each process exposes its metrics with :func:`difytrace.prometheus.serve` on a free port and
 writes ``{"metrics_port": ..., "http_port": ...}`` to ``FILE`` when ready.
 """
@@ -23,6 +29,7 @@ import argparse
 import contextlib
 import json
 import os
+import socketserver
 import time
 import uuid
 from collections.abc import Iterator
@@ -199,6 +206,47 @@ def run_worker(args: argparse.Namespace) -> None:
     )  # fmt: skip
 
 
+class StalledCollector(socketserver.ThreadingTCPServer):
+    """An OTLP endpoint that accepts connections and reads requests but never answers, as a
+    hung collector does: every export times out."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Swallow)
+        self.traces_endpoint = f"http://127.0.0.1:{self.server_address[1]}/v1/traces"
+
+    def start(self) -> StalledCollector:
+        import threading
+
+        threading.Thread(target=self.serve_forever, name="stalled-collector", daemon=True).start()
+        return self
+
+
+class _Swallow(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while self.request.recv(65536):  # until the exporter gives up and closes
+            pass
+
+
+def _span_export(role: str) -> dict[str, Any]:
+    """configure() arguments for the role's span export (and its batch settings)."""
+    if role == "api":
+        os.environ.update({
+            "OTEL_BSP_MAX_QUEUE_SIZE": "4",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "OTEL_BSP_EXPORT_TIMEOUT": "1000",
+        })  # fmt: skip
+        return {"exporter": "otlp", "traces_endpoint": StalledCollector().start().traces_endpoint}
+    if role == "worker":
+        from difytrace.testing.receiver import OTLPReceiver
+
+        os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "200"
+        receiver = OTLPReceiver().start()
+        return {"exporter": "otlp", "traces_endpoint": f"{receiver.endpoint}/v1/traces"}
+    return {"exporter": "none"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("role", choices=["api", "worker", "ops"])
@@ -216,8 +264,8 @@ def main() -> None:
     difytrace.configure(
         enabled=True,
         service_name=f"dash-{args.role}",
-        exporter="none",
         disabled_instrumentations=["litellm"],
+        **_span_export(args.role),
     )
     os.environ.setdefault("DIFYTRACE_STRICT", "1")
     {"api": run_api, "worker": run_worker, "ops": run_ops}[args.role](args)
