@@ -3,8 +3,10 @@
 :class:`Scrubber` rewrites one attribute value at a time: secrets (API keys, bearer and basic
 credentials, passwords in URLs, JWTs, values of secret-named keys) always, PII patterns when
 configured, then truncation to a byte budget per attribute and per span. A JSON value stays
-valid JSON after truncation (long strings are shortened, long lists cut, with markers).
-Failing safe: an error while scrubbing one value drops that value, never the span or batch.
+valid JSON after truncation (long strings are shortened, long lists cut, with markers). Span
+and event names and status descriptions are redacted too; lone surrogates, which no exporter
+can encode, are replaced. Failing safe: an error while scrubbing one value drops that value
+(a name becomes ``[REDACTED]``), never the rest of the span or the batch.
 
 :class:`ScrubbingSpanExporter` wraps the real exporter, so the host's threads never pay for it
 and every span of every instrumentation goes through it.
@@ -21,6 +23,9 @@ from typing import Any
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Status
+
+from difytrace import semconv
+from difytrace import semconv_genai as genai
 
 logger = logging.getLogger("difytrace")
 
@@ -53,6 +58,12 @@ _SECRET_PATTERNS: tuple[tuple[str, str], ...] = (
     (_B + r"xox[abprs]-[A-Za-z0-9\-]{10,}", REDACTED),  # Slack
     (_B + r"AIza[0-9A-Za-z_\-]{35}\b", REDACTED),  # Google API key
     (_B + r"lsv2_[a-z]{2}_[A-Za-z0-9_]{20,}", REDACTED),  # LangSmith
+    # OpenAI's 401 echoes the key it refused ("Incorrect API key provided: sk-..."), whatever
+    # its shape or length
+    (
+        r"(?P<k>(?i:api key provided):\s*)(?!\[REDACTED\])[^\s\"'&,;}{\\()<>\[\]|]+",
+        r"\g<k>" + REDACTED,
+    ),
     # key=value / "key": "value" for secret-looking keys; the value stops before another key
     (
         r"(?P<k>" + _B + _KEYS + _ASSIGN + r")(?!\[REDACTED\])(?:(?!" + _KEYS + _ASSIGN + r")"
@@ -60,6 +71,9 @@ _SECRET_PATTERNS: tuple[tuple[str, str], ...] = (
         r"\g<k>" + REDACTED,
     ),
 )
+
+#: A lone surrogate cannot be encoded as UTF-8: one would fail the export of the whole batch.
+_UNENCODABLE = (r"[\ud800-\udfff]", "\ufffd")
 
 #: Built-in PII patterns, enabled by name (``DIFYTRACE_PII_PATTERNS``).
 PII_PATTERNS: dict[str, tuple[str, str]] = {
@@ -79,13 +93,13 @@ _SECRET_KEY = re.compile(
 #: Keys whose values are enumerations or ids written by difytrace itself: never rewritten.
 _SAFE_KEYS = frozenset(
     {
-        "gen_ai.operation.name",
-        "gen_ai.provider.name",
-        "langfuse.observation.type",
-        "langsmith.span.kind",
-        "difytrace.gen_ai.library",
-        "error.type",
-        "server.address",
+        genai.OPERATION_NAME,
+        genai.PROVIDER_NAME,
+        genai.LANGFUSE_OBSERVATION_TYPE,
+        genai.LANGSMITH_SPAN_KIND,
+        genai.LLM_LIBRARY,
+        semconv.ERROR_TYPE,
+        semconv.SERVER_ADDRESS,
     }
 )
 _MEMO_MAX = 4096
@@ -104,7 +118,7 @@ class Scrubber:
         max_attribute_bytes: int = 16_384,
         max_span_bytes: int = 131_072,
     ) -> None:
-        rules = list(_SECRET_PATTERNS)
+        rules = [*_SECRET_PATTERNS, _UNENCODABLE]
         rules += [PII_PATTERNS[name] for name in pii if name in PII_PATTERNS]
         if extra_pattern:
             rules.append((extra_pattern, REDACTED))
@@ -159,7 +173,7 @@ class Scrubber:
         drops that attribute only."""
         out: dict[str, Any] = {}
         changed = False
-        budgets = _span_budgets(attrs, self.max_attribute_bytes, self.max_span_bytes)
+        budgets = self._budgets(attrs)
         for key, value in attrs.items():
             try:
                 new = self.value(key, value, budgets.get(key))
@@ -171,6 +185,22 @@ class Scrubber:
                 changed = True
             out[key] = new
         return out if changed else None
+
+    def _budgets(self, attrs: Mapping[str, Any]) -> dict[str, int]:
+        try:
+            return _span_budgets(attrs, self.max_attribute_bytes, self.max_span_bytes)
+        except Exception:  # fail safe: equal shares need no sizing and still fit the span
+            logger.debug("difytrace scrubber: span budgets failed", exc_info=True)
+            return _equal_shares(attrs, self.max_attribute_bytes, self.max_span_bytes)
+
+    def text(self, text: str) -> str | None:
+        """``text`` (a span or event name, a status description) redacted, or None when
+        redaction failed: the caller drops the text rather than export it unscrubbed."""
+        try:
+            return self.redact(text)
+        except Exception:
+            logger.debug("difytrace scrubber dropped a name or description", exc_info=True)
+            return None
 
 
 def _luhn_replacer(repl: str) -> Callable[[re.Match[str]], str]:
@@ -187,8 +217,8 @@ def _luhn_replacer(repl: str) -> Callable[[re.Match[str]], str]:
 def _span_budgets(attrs: Mapping[str, Any], per_attr: int, per_span: int) -> dict[str, int]:
     """Water-filling: when string attributes together exceed ``per_span`` bytes, the largest
     share the remainder equally."""
-    sizes = {
-        k: len(v) * 4 if len(v) * 4 <= per_attr else len(v.encode())
+    sizes = {  # surrogatepass: a lone surrogate must not fail the sizing of the whole span
+        k: len(v) * 4 if len(v) * 4 <= per_attr else len(v.encode("utf-8", "surrogatepass"))
         for k, v in attrs.items()
         if isinstance(v, str)
     }
@@ -202,6 +232,13 @@ def _span_budgets(attrs: Mapping[str, Any], per_attr: int, per_span: int) -> dic
         remaining -= budgets[key]
         left -= 1
     return budgets
+
+
+def _equal_shares(attrs: Mapping[str, Any], per_attr: int, per_span: int) -> dict[str, int]:
+    """Every string attribute gets the same budget: the fallback when sizing failed."""
+    keys = [k for k, v in attrs.items() if isinstance(v, str)]
+    share = min(per_attr, max(per_span // max(len(keys), 1), 64))
+    return dict.fromkeys(keys, share)
 
 
 def truncate(text: str, budget: int) -> str:
@@ -279,19 +316,19 @@ def _longest_string(doc: Any) -> int:
 
 
 def scrub_span(span: ReadableSpan, scrubber: Scrubber) -> ReadableSpan:
-    """``span`` itself when clean, else a copy with scrubbed attributes, events and status."""
+    """``span`` itself when clean, else a copy with scrubbed name, attributes, events and
+    status. What fails to scrub is dropped alone: an attribute value, an event's value, the
+    status description; a span name that fails becomes ``[REDACTED]``."""
     attrs = scrubber.attributes(span.attributes or {})
     events = _scrub_events(span.events, scrubber)
-    status = span.status
-    description = status.description
-    if description:
-        clean = scrubber.redact(description)
-        if clean != description:
-            status = Status(status.status_code, clean)
-    if attrs is None and events is None and status is span.status:
+    status = _scrub_status(span.status, scrubber)
+    name = scrubber.text(span.name)
+    if name is None:
+        name = REDACTED
+    if attrs is None and events is None and status is span.status and name == span.name:
         return span
     return ReadableSpan(
-        name=span.name,
+        name=name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
@@ -306,16 +343,28 @@ def scrub_span(span: ReadableSpan, scrubber: Scrubber) -> ReadableSpan:
     )
 
 
+def _scrub_status(status: Status, scrubber: Scrubber) -> Status:
+    description = status.description
+    if not description:
+        return status
+    clean = scrubber.text(description)
+    if clean == description:
+        return status
+    return Status(status.status_code, clean)
+
+
 def _scrub_events(events: Sequence[Event], scrubber: Scrubber) -> list[Event] | None:
     out: list[Event] = []
     changed = False
     for event in events:
         attrs = scrubber.attributes(event.attributes or {})
-        if attrs is None:
+        name = scrubber.text(event.name)
+        if attrs is None and name == event.name:
             out.append(event)
         else:
             changed = True
-            out.append(Event(event.name, attrs, event.timestamp))
+            kept = attrs if attrs is not None else event.attributes
+            out.append(Event(name if name is not None else REDACTED, kept, event.timestamp))
     return out if changed else None
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Callable
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Status, StatusCode, Tracer
 
 from difytrace.scrub import REDACTED, Scrubber, ScrubbingSpanExporter, truncate
 
@@ -177,3 +179,83 @@ def test_clean_spans_are_passed_through_unchanged() -> None:
     (span,) = memory.get_finished_spans()
     assert dict(span.attributes or {}) == {"a": "b", "n": 1}
     provider.shutdown()
+
+
+def _export(scrubber: Scrubber, build: Callable[[Tracer], None]) -> ReadableSpan:
+    """One span built by ``build``, as the scrubbing exporter hands it on."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(ScrubbingSpanExporter(memory, scrubber)))
+    build(provider.get_tracer("t"))
+    provider.shutdown()
+    (span,) = memory.get_finished_spans()
+    return span
+
+
+def test_a_lone_surrogate_neither_strips_the_span_nor_breaks_the_batch() -> None:
+    """A long value holding a lone surrogate (JSON "\\ud800" decoded) made the span budgets
+    raise: every attribute of the span was dropped. Now it is repaired like a secret, and the
+    span still encodes to OTLP (a surrogate there fails the whole batch's export)."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    broken = json.loads('"' + "x" * 5000 + '\\ud800"')
+
+    def build(tracer: Tracer) -> None:
+        tracer.start_span("chat", attributes={"content": broken, "keep": "me", "n": 1}).end()
+
+    span = _export(Scrubber(max_attribute_bytes=4096), build)
+    attrs = dict(span.attributes or {})
+    assert attrs["keep"] == "me"
+    assert attrs["n"] == 1
+    assert attrs["content"].startswith("xxx")
+    assert len(attrs["content"].encode()) <= 4096
+    assert encode_spans([span]).SerializeToString()
+
+
+def test_span_budget_failure_falls_back_to_equal_shares(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object) -> dict[str, int]:
+        raise RuntimeError("budget bug")
+
+    monkeypatch.setattr("difytrace.scrub._span_budgets", broken)
+    scrubber = Scrubber(max_attribute_bytes=10_000, max_span_bytes=12_000)
+    attrs = {f"k{i}": "x" * 9000 for i in range(4)} | {"small": "keep me", "n": 7}
+    out = scrubber.attributes(attrs)
+    assert out is not None
+    assert set(out) == set(attrs)  # nothing dropped
+    assert out["small"] == "keep me"
+    assert out["n"] == 7
+    assert sum(len(v.encode()) for v in out.values() if isinstance(v, str)) <= 12_000
+
+
+def test_a_failing_status_or_event_value_drops_only_that() -> None:
+    def build(tracer: Tracer) -> None:
+        span = tracer.start_span("chat", attributes={"a": "fine", "b": "BOOM"})
+        span.add_event("exception", {"exception.message": "BOOM", "exception.type": "X"})
+        span.add_event("BOOM event")
+        span.set_status(Status(StatusCode.ERROR, "BOOM happened"))
+        span.end()
+
+    span = _export(_Exploding(), build)
+    assert dict(span.attributes or {}) == {"a": "fine"}
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.status.description is None
+    assert [(e.name, dict(e.attributes or {})) for e in span.events] == [
+        ("exception", {"exception.type": "X"}),
+        (REDACTED, {}),
+    ]
+
+
+def test_span_names_are_scrubbed() -> None:
+    secret = "sk-proj-" + "A1b2" * 8
+
+    def build(tracer: Tracer) -> None:
+        tracer.start_span(f"GET /callback?api_key={secret}").end()
+        tracer.start_span("BOOM").end()
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(ScrubbingSpanExporter(memory, _Exploding())))
+    build(provider.get_tracer("t"))
+    provider.shutdown()
+    names = [s.name for s in memory.get_finished_spans()]
+    assert names == [f"GET /callback?api_key={REDACTED}", REDACTED]
