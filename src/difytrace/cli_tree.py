@@ -33,7 +33,7 @@ _FACTS: tuple[tuple[str, tuple[str, ...], Callable[[Any], str]], ...] = (
     ("Σ calls", (genai.ROLLUP_CALLS,), str),
     ("in", (genai.USAGE_INPUT_TOKENS, genai.ROLLUP_INPUT_TOKENS), lambda v: f"{v} tok"),
     ("out", (genai.USAGE_OUTPUT_TOKENS, genai.ROLLUP_OUTPUT_TOKENS), lambda v: f"{v} tok"),
-    ("cost", (genai.USAGE_COST,), _usd),
+    ("cost", (genai.USAGE_COST, genai.ROLLUP_COST), _usd),
     ("TTFT", (genai.RESPONSE_TIME_TO_FIRST_CHUNK, semconv.HTTP_TIME_TO_FIRST_BYTE), _ms),
     ("queue wait", (semconv.CELERY_QUEUE_WAIT,), _ms),
 )

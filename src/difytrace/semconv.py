@@ -1,7 +1,9 @@
 """Every attribute and metric name difytrace emits, in one place.
 
 Names from the OpenTelemetry semantic conventions are written here as the stable strings of
-the conventions (HTTP, messaging); difytrace's own names live under ``difytrace.*``. The
+the conventions (HTTP, messaging); difytrace's own names live under ``difytrace.*``. GenAI
+names are spelled in :mod:`difytrace.semconv_genai` (pinned and latest modes) and only
+aliased here. The
 metric catalogue ``METRICS`` is the single source the dashboards and alert rules are checked
 against, so a name changed here fails their tests.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Literal
+
+from difytrace import semconv_genai as _genai
 
 # --- HTTP server (semconv v1.41, stable) ------------------------------------------------
 HTTP_REQUEST_METHOD = "http.request.method"
@@ -200,47 +204,49 @@ CELERY_TASK_PUBLISHED = MetricSpec(
 # Names proposed by the dashboards work; the GenAI (#3), ops_trace (#4) and bootstrap code
 # emit them. Rename here and the dashboard/alert tests follow (they take names from METRICS).
 
-# GenAI (semconv v1.41 metric names; tenant/app and the estimate flag are difytrace's own).
-GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
-GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
-GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
-GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
-GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
-#: "true" when the token count is difytrace's estimate, "false" when the provider reported it.
-GEN_AI_USAGE_ESTIMATED = "difytrace.gen_ai.usage.estimated"
+# GenAI: every name is spelled once, in semconv_genai (which also knows the two convention
+# modes); these aliases and catalogue entries take it from there. Tenant/app are difytrace's.
+GEN_AI_OPERATION_NAME = _genai.OPERATION_NAME
+GEN_AI_PROVIDER_NAME = _genai.PROVIDER_NAME
+GEN_AI_REQUEST_MODEL = _genai.REQUEST_MODEL
+GEN_AI_RESPONSE_MODEL = _genai.RESPONSE_MODEL
+GEN_AI_TOKEN_TYPE = _genai.TOKEN_TYPE
+#: "true" when the token count is difytrace's estimate; absent when the provider reported it.
+GEN_AI_USAGE_ESTIMATED = _genai.USAGE_ESTIMATED
 _GEN_AI_METRIC_ATTRS = (
     GEN_AI_OPERATION_NAME,
     GEN_AI_PROVIDER_NAME,
     GEN_AI_REQUEST_MODEL,
     GEN_AI_RESPONSE_MODEL,
     SERVER_ADDRESS,
+    SERVER_PORT,
     TENANT_ID,
     APP_ID,
 )
 
 GEN_AI_CLIENT_TOKEN_USAGE = MetricSpec(
-    "gen_ai.client.token.usage",
+    _genai.METRIC_TOKEN_USAGE,
     "histogram",
     "{token}",
     "Tokens used per LLM call, by token type (input / output).",
     (*_GEN_AI_METRIC_ATTRS, GEN_AI_TOKEN_TYPE, GEN_AI_USAGE_ESTIMATED),
 )
 GEN_AI_CLIENT_OPERATION_DURATION = MetricSpec(
-    "gen_ai.client.operation.duration",
+    _genai.METRIC_OPERATION_DURATION,
     "histogram",
     "s",
     "Duration of LLM calls, request to last byte.",
     (*_GEN_AI_METRIC_ATTRS, ERROR_TYPE),
 )
 GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK = MetricSpec(
-    "gen_ai.client.operation.time_to_first_chunk",
+    _genai.METRIC_TIME_TO_FIRST_CHUNK,
     "histogram",
     "s",
     "Time from request to the first streamed chunk (time to first token).",
     _GEN_AI_METRIC_ATTRS,
 )
 GEN_AI_CLIENT_COST = MetricSpec(
-    "difytrace.gen_ai.client.cost",
+    _genai.METRIC_COST,
     "counter",
     "{USD}",
     "Estimated cost of LLM calls in US dollars (offline price data).",
@@ -258,9 +264,9 @@ OPS_TRACE_DESTINATION = "difytrace.ops_trace.destination"  # kind: langfuse, lan
 OPS_TRACE_RECORD_TYPE = "difytrace.ops_trace.record_type"  # workflow, message, tool, ...
 OPS_TRACE_REASON = "difytrace.ops_trace.reason"  # why a record was dropped / dead-lettered
 # Span attributes of the ops_trace OTLP destinations (GenAI semconv v1.41 usage; LangSmith).
-GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
-GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
-LANGSMITH_SPAN_KIND = "langsmith.span.kind"
+GEN_AI_USAGE_INPUT_TOKENS = _genai.USAGE_INPUT_TOKENS
+GEN_AI_USAGE_OUTPUT_TOKENS = _genai.USAGE_OUTPUT_TOKENS
+LANGSMITH_SPAN_KIND = _genai.LANGSMITH_SPAN_KIND
 
 OPS_TRACE_SUBMITTED = MetricSpec(
     "difytrace.ops_trace.submitted",
@@ -445,10 +451,10 @@ def histogram_buckets() -> dict[str, tuple[float, ...]]:
     advice, so bootstrap turns this table into views.
     """
     special = {
-        "http.server.request.duration": HTTP_DURATION_BUCKETS_S,
-        "gen_ai.client.operation.duration": GEN_AI_DURATION_BUCKETS_S,
-        "gen_ai.client.operation.time_to_first_chunk": GEN_AI_DURATION_BUCKETS_S,
-        "gen_ai.client.token.usage": GEN_AI_TOKEN_BUCKETS,
+        HTTP_SERVER_DURATION.name: HTTP_DURATION_BUCKETS_S,
+        GEN_AI_CLIENT_OPERATION_DURATION.name: GEN_AI_DURATION_BUCKETS_S,
+        GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK.name: GEN_AI_DURATION_BUCKETS_S,
+        GEN_AI_CLIENT_TOKEN_USAGE.name: GEN_AI_TOKEN_BUCKETS,
     }
     return {
         spec.name: special.get(spec.name, DURATION_BUCKETS_S)

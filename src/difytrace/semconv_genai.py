@@ -12,6 +12,10 @@ The difference between the modes lives in :data:`LATEST_ONLY` and nowhere else: 
 attributes freely and :func:`allowed` drops the names the active mode does not know.
 Attributes that no convention defines (cost, estimate flag, vendor mapping) are difytrace's or
 the vendor's own and are outside the ``gen_ai.*`` namespace on purpose.
+
+This module is the only place GenAI names are spelled; :mod:`difytrace.semconv` takes its GenAI
+aliases and metric catalogue entries from here, and the general names (``server.*``,
+``error.type``, ids) live there.
 """
 
 from __future__ import annotations
@@ -91,17 +95,16 @@ CONVERSATION_ID = _a("GEN_AI_CONVERSATION_ID", "gen_ai.conversation.id")
 OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
 OPENAI_RESPONSE_SERVICE_TIER = "openai.response.service_tier"
 OPENAI_RESPONSE_SYSTEM_FINGERPRINT = "openai.response.system_fingerprint"
-SERVER_ADDRESS = "server.address"
-SERVER_PORT = "server.port"
-ERROR_TYPE = "error.type"
 
 # --- difytrace's own (no convention defines them) ---------------------------------------
 USAGE_COST = "difytrace.gen_ai.usage.cost"  # USD
 USAGE_ESTIMATED = "difytrace.gen_ai.usage.estimated"  # tokens counted offline, not reported
-ROLLUP_CALLS = "difytrace.gen_ai.calls"
-ROLLUP_INPUT_TOKENS = "difytrace.gen_ai.usage.input_tokens"
-ROLLUP_OUTPUT_TOKENS = "difytrace.gen_ai.usage.output_tokens"
-ROLLUP_COST = "difytrace.gen_ai.usage.cost"
+# Totals of every LLM call under a request or task span, on that span only. A namespace of
+# their own: summing a per-call name over a trace (cost, tokens) must not count them again.
+ROLLUP_CALLS = "difytrace.gen_ai.rollup.calls"
+ROLLUP_INPUT_TOKENS = "difytrace.gen_ai.rollup.input_tokens"
+ROLLUP_OUTPUT_TOKENS = "difytrace.gen_ai.rollup.output_tokens"
+ROLLUP_COST = "difytrace.gen_ai.rollup.cost"  # USD
 FIRST_CHUNK_EVENT = "difytrace.gen_ai.first_chunk"
 LLM_LIBRARY = "difytrace.gen_ai.library"  # which client made the call: openai, litellm, manual
 

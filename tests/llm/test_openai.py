@@ -104,11 +104,12 @@ def test_chat_completion_span_metrics_cost_and_vendor_mapping(
     assert span.status_code == "UNSET"
     # rolled up onto the enclosing request span
     root = next(s for s in span_capture.spans() if s.name == "POST /chat")
-    assert root.attributes["difytrace.gen_ai.calls"] == 1
-    assert root.attributes["difytrace.gen_ai.usage.input_tokens"] == 1000
-    assert root.attributes["difytrace.gen_ai.usage.cost"] == pytest.approx(
+    assert root.attributes["difytrace.gen_ai.rollup.calls"] == 1
+    assert root.attributes["difytrace.gen_ai.rollup.input_tokens"] == 1000
+    assert root.attributes["difytrace.gen_ai.rollup.cost"] == pytest.approx(
         a["difytrace.gen_ai.usage.cost"]
     )
+    assert "difytrace.gen_ai.usage.cost" not in root.attributes
     metrics = span_capture.metrics()
     tokens = metrics["gen_ai.client.token.usage"]
     assert histogram_totals(tokens, {"gen_ai.token.type": "input"}).sum == 1000

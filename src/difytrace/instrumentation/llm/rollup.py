@@ -3,8 +3,10 @@
 :class:`RollupSpanProcessor` remembers, for each live span, the *local root* it belongs to (the
 first span of the trace in this process: the Flask server span, the Celery task span). When
 an LLM call ends, :func:`add` updates running totals on that root while it is still open, so
-the request span shows ``difytrace.gen_ai.calls``, input/output tokens and cost without any
-query-time join.
+the request span shows ``difytrace.gen_ai.rollup.calls``, ``.input_tokens``, ``.output_tokens``
+and ``.cost`` without any query-time join. The totals have names of their own, so summing a
+per-call attribute (``difytrace.gen_ai.usage.cost``, ``gen_ai.usage.*``) over a trace counts
+every call once.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from difytrace.instrumentation.llm.pricing import PriceBook
 from difytrace.instrumentation.llm.rollup import RollupSpanProcessor
 from difytrace.instrumentation.llm.usage import Usage, estimated
 
-_BAGGAGE_LABELS = ("tenant.id", "app.id")
+_BAGGAGE_LABELS = (semconv.TENANT_ID, semconv.APP_ID)
 # One table of bucket boundaries for every histogram (bootstrap turns it into views too).
 _DURATION_BUCKETS = semconv.GEN_AI_DURATION_BUCKETS_S
 _TOKEN_BUCKETS = semconv.GEN_AI_TOKEN_BUCKETS
@@ -82,9 +82,9 @@ class Telemetry:
             g.LANGSMITH_SPAN_KIND: "embedding" if operation == g.OP_EMBEDDINGS else "llm",
         }
         if server_address:
-            attrs[g.SERVER_ADDRESS] = server_address
+            attrs[semconv.SERVER_ADDRESS] = server_address
             if server_port:
-                attrs[g.SERVER_PORT] = server_port
+                attrs[semconv.SERVER_PORT] = server_port
         if stream:
             attrs[g.REQUEST_STREAM] = True
         if params:
@@ -133,10 +133,10 @@ class Telemetry:
             self._first_chunk(inv, attrs, metric_attrs)
         if exc is not None:
             error_type = _error_type(exc)
-            attrs[g.ERROR_TYPE] = error_type
+            attrs[semconv.ERROR_TYPE] = error_type
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"[:1024]))
-            metric_attrs = {**metric_attrs, g.ERROR_TYPE: error_type}
+            metric_attrs = {**metric_attrs, semconv.ERROR_TYPE: error_type}
         span.set_attributes(attrs)
         self._duration.record(duration, metric_attrs)
         if exc is None:
@@ -191,9 +191,9 @@ class Telemetry:
         if inv.response_model:
             attrs[g.RESPONSE_MODEL] = inv.response_model
         if inv.server_address:
-            attrs[g.SERVER_ADDRESS] = inv.server_address
+            attrs[semconv.SERVER_ADDRESS] = inv.server_address
             if inv.server_port:
-                attrs[g.SERVER_PORT] = inv.server_port
+                attrs[semconv.SERVER_PORT] = inv.server_port
         entries = baggage.get_all()
         if entries:  # tenant / app carried by difytrace's Flask and Celery instrumentation
             for key in _BAGGAGE_LABELS:
@@ -270,43 +270,30 @@ def _instruments(meter: Any) -> tuple[Any, Any, Any, Any]:
     if cached is not None and cached[0] is meter:
         return cached[1]
     made = (
-        _histogram(
-            meter, g.METRIC_OPERATION_DURATION, "s", "GenAI operation duration.", _DURATION_BUCKETS
-        ),
-        _histogram(
-            meter,
-            g.METRIC_TOKEN_USAGE,
-            "{token}",
-            "Number of input and output tokens used.",
-            _TOKEN_BUCKETS,
-        ),
-        _histogram(
-            meter,
-            g.METRIC_TIME_TO_FIRST_CHUNK,
-            "s",
-            "Time to receive the first chunk of a streamed response.",
-            _DURATION_BUCKETS,
-        ),
+        _histogram(meter, semconv.GEN_AI_CLIENT_OPERATION_DURATION, _DURATION_BUCKETS),
+        _histogram(meter, semconv.GEN_AI_CLIENT_TOKEN_USAGE, _TOKEN_BUCKETS),
+        _histogram(meter, semconv.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK, _DURATION_BUCKETS),
         meter.create_counter(
-            g.METRIC_COST, unit="{USD}", description="Estimated cost of GenAI calls (USD)."
+            semconv.GEN_AI_CLIENT_COST.name,
+            unit=semconv.GEN_AI_CLIENT_COST.unit,
+            description=semconv.GEN_AI_CLIENT_COST.description,
         ),
     )
     _INSTRUMENTS[id(meter)] = (meter, made)
     return made
 
 
-def _histogram(
-    meter: Any, name: str, unit: str, description: str, buckets: tuple[float, ...]
-) -> Any:
+def _histogram(meter: Any, spec: semconv.MetricSpec, buckets: tuple[float, ...]) -> Any:
+    """The histogram of ``spec`` (name, unit, description from the one catalogue)."""
     try:  # advisory bucket boundaries arrived in API 1.28; 1.27 (Dify's pin) lacks them
         return meter.create_histogram(
-            name,
-            unit=unit,
-            description=description,
+            spec.name,
+            unit=spec.unit,
+            description=spec.description,
             explicit_bucket_boundaries_advisory=list(buckets),
         )
     except TypeError:
-        return meter.create_histogram(name, unit=unit, description=description)
+        return meter.create_histogram(spec.name, unit=spec.unit, description=spec.description)
 
 
 def _error_type(exc: BaseException) -> str:
