@@ -169,3 +169,12 @@ def test_variables_cover_every_label_shown(board: dict[str, Any]) -> None:
         for spec, matchers in carrying:
             filters = [f'{lbl}=~"${var}"' for lbl in var_labels if lbl in labels_of(spec)]
             assert any(f in matchers for f in filters), (board["uid"], spec.name, matchers)
+
+
+def test_optional_labels_keep_unlabelled_series_under_all(board: dict[str, Any]) -> None:
+    """tenant/app are set only inside a request or task that knows them: "All" must be ``.*``
+    (which also matches a missing label), not the list of values found, or calls without a
+    tenant would vanish from every panel."""
+    for var in board["templating"]["list"]:
+        if var["name"] in {"tenant", "app"}:
+            assert var.get("allValue") == ".*", (board["uid"], var["name"])

@@ -92,8 +92,8 @@ def llm_usage() -> Dashboard:
     ]
     variables = (
         service_var(tokens, dur, cost),
-        Variable("tenant", "Tenant", series(tokens), TENANT),
-        Variable("app", "App", series(tokens), APP),
+        Variable("tenant", "Tenant", series(tokens), TENANT, all_value=".*"),
+        Variable("app", "App", series(tokens), APP, all_value=".*"),
     )
     return Dashboard(
         "difytrace-llm",

@@ -38,6 +38,9 @@ class Variable:
     label: str
     series: str
     source_label: str
+    #: The regex "All" stands for; None = every value found. ``.*`` also matches series
+    #: without the label (an LLM call outside any tenant's request still counts by model).
+    all_value: str | None = None
 
     @property
     def query(self) -> str:
@@ -98,6 +101,7 @@ def _query_var(var: Variable) -> dict[str, Any]:
         "query": {"query": var.query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
         "refresh": 2,
         "includeAll": True,
+        **({"allValue": var.all_value} if var.all_value is not None else {}),
         "multi": True,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
         "sort": 1,
