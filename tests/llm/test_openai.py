@@ -7,11 +7,17 @@ import json
 from collections.abc import Iterator
 
 import openai
+import pydantic
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 
+from difytrace import bootstrap
+from difytrace.instrumentation.llm.openai import OpenAIInstrumentor
+from difytrace.settings import load_settings
 from difytrace.testing import CapturedSpan, SpanCapture, histogram_totals, sum_value
 from difytrace.testing.openai_server import OpenAIServer, Reply
+from difytrace.testing.receiver import OTLPReceiver
 
 from .conftest import LLMSetup
 
@@ -280,15 +286,44 @@ def test_retries_after_429_stay_one_span(
     assert only_span(span_capture).status_code == "UNSET"
 
 
+WRONG_KEYS = {
+    "short": "sk-wrong",  # too short for the sk- pattern: only the 401 message rule hides it
+    "project": "sk-proj-" + "Zq7" * 16,
+}
+
+
+@pytest.mark.parametrize("shape", sorted(WRONG_KEYS))
 def test_wrong_api_key_is_401_and_the_key_is_not_in_status(
-    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+    openai_server: OpenAIServer, otlp_receiver: OTLPReceiver, shape: str
 ) -> None:
-    bad = client(openai_server, api_key="sk-wrong")
-    with pytest.raises(openai.AuthenticationError):
-        bad.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    assert openai_server.requests[0].headers["authorization"] == "Bearer sk-wrong"
-    span = only_span(span_capture)
+    """What leaves the process (scrubbing exporter → OTLP/HTTP → receiver) holds the refused
+    key nowhere: attributes, events (exception message and stacktrace), status."""
+    key = WRONG_KEYS[shape]
+    settings = load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint})
+    provider = TracerProvider()
+    provider.add_span_processor(bootstrap._batch_processor(settings))  # the production pipeline
+    OpenAIInstrumentor().instrument(settings=settings, tracer_provider=provider)
+    try:
+        with pytest.raises(openai.AuthenticationError) as info:
+            client(openai_server, api_key=key).chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES
+            )
+        provider.force_flush()
+    finally:
+        OpenAIInstrumentor().uninstrument()
+        provider.shutdown()
+    assert key in str(info.value)  # the server echoed it: the exception propagates untouched
+    assert openai_server.requests[0].headers["authorization"] == f"Bearer {key}"
+    (span,) = otlp_receiver.wait_for(name="chat gpt-4o-mini")
+    assert span.status_code == "ERROR"
+    assert span.status_description
+    assert span.status_description.startswith("AuthenticationError: Error code: 401")
     assert span.attributes["error.type"] == "AuthenticationError"
+    assert [name for name, _ in span.events] == ["exception"]
+    assert "Incorrect API key provided" in span.events[0][1]["exception.message"]
+    exported = repr((span.name, span.attributes, span.events, span.status_description))
+    assert key not in exported
+    assert key[: len(key) // 2] not in exported
 
 
 def test_slow_first_byte_is_in_ttft(
@@ -395,3 +430,110 @@ def test_uninstrument_removes_spans_and_instrument_is_idempotent(
     assert len(llm_spans(span_capture)) == 1
     completions = openai.resources.chat.completions.Completions
     assert type(completions.__dict__["create"]).__name__ == "function"  # no wrapt wrapper left
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    temp: int
+
+
+WEATHER_JSON = '{"city": "Paris", "temp": 21}'
+
+
+def test_structured_output_parse_is_one_span(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    """``parse()`` posts without ``create()``: chat and responses, each one span with usage."""
+    openai_server.script(Reply(text=WEATHER_JSON), Reply(text=WEATHER_JSON))
+    c = client(openai_server)
+    chat = c.chat.completions.parse(model="gpt-4o-mini", messages=MESSAGES, response_format=Weather)
+    resp = c.responses.parse(model="gpt-4o-mini", input="Weather?", text_format=Weather)
+    assert chat.choices[0].message.parsed == Weather(city="Paris", temp=21)
+    assert resp.output_parsed == Weather(city="Paris", temp=21)
+    chat_span, resp_span = llm_spans(span_capture)
+    assert chat_span.attributes["gen_ai.response.id"].startswith("chatcmpl-")
+    assert resp_span.attributes["gen_ai.response.id"].startswith("resp_")
+    for span in (chat_span, resp_span):
+        assert span.name == "chat gpt-4o-mini"
+        assert span.attributes["gen_ai.output.type"] == "json"
+        assert span.attributes["gen_ai.usage.input_tokens"] > 0
+        assert span.attributes["gen_ai.response.finish_reasons"] == ("stop",)
+        assert span.status_code == "UNSET"
+    durations = span_capture.metrics()["gen_ai.client.operation.duration"]
+    assert histogram_totals(durations).count == 2
+
+
+async def _async_parse(server: OpenAIServer) -> None:
+    async with openai.AsyncOpenAI(
+        base_url=server.base_url, api_key=server.api_key, max_retries=0
+    ) as c:
+        await c.chat.completions.parse(
+            model="gpt-4o-mini", messages=MESSAGES, response_format=Weather
+        )
+        await c.responses.parse(model="gpt-4o-mini", input="Weather?", text_format=Weather)
+        server.script(Reply(text="not json at all"))
+        with pytest.raises(pydantic.ValidationError):
+            await c.chat.completions.parse(
+                model="gpt-4o-mini", messages=MESSAGES, response_format=Weather
+            )
+
+
+def test_async_structured_output_parse(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    import asyncio
+
+    openai_server.script(Reply(text=WEATHER_JSON), Reply(text=WEATHER_JSON))
+    asyncio.run(_async_parse(openai_server))
+    spans = llm_spans(span_capture)
+    assert [s.status_code for s in spans] == ["UNSET", "UNSET", "ERROR"]
+    assert [s.attributes["gen_ai.output.type"] for s in spans] == ["json"] * 3
+    assert spans[2].attributes["error.type"] == "ValidationError"
+
+
+def test_responses_function_call_and_incomplete(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    calls = [{"name": "get_weather", "arguments": '{"city": "Paris"}'}]
+    openai_server.script(
+        Reply(tool_calls=calls),
+        Reply(tool_calls=calls),
+        Reply(finish_reason="length"),
+        Reply(finish_reason="length"),
+    )
+    c = client(openai_server)
+    assert c.responses.create(model="gpt-4o-mini", input="x").output[0].type == "function_call"
+    list(c.responses.create(model="gpt-4o-mini", input="x", stream=True))
+    assert c.responses.create(model="gpt-4o-mini", input="x").status == "incomplete"
+    list(c.responses.create(model="gpt-4o-mini", input="x", stream=True))
+    spans = llm_spans(span_capture)
+    assert [s.attributes["gen_ai.response.finish_reasons"] for s in spans] == [
+        ("tool_calls",),
+        ("tool_calls",),
+        ("length",),
+        ("length",),
+    ]
+    statuses = [s.attributes.get("gen_ai.response.status") for s in spans]
+    if llm.mode == "latest":
+        assert statuses == ["completed", "completed", "incomplete", "incomplete"]
+    else:
+        assert statuses == [None] * 4
+    assert all(s.status_code == "UNSET" for s in spans)  # incomplete is an answer, not an error
+    assert "gen_ai.response.time_to_first_chunk" in spans[1].attributes  # argument deltas
+
+
+def test_function_call_content_captured_when_enabled(
+    llm_content: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    calls = [{"name": "get_weather", "arguments": '{"city": "Paris"}'}]
+    openai_server.script(Reply(tool_calls=calls))
+    client(openai_server).responses.create(model="gpt-4o-mini", input="x")
+    out = json.loads(only_span(span_capture).attributes["gen_ai.output.messages"])
+    assert out[0]["parts"] == [
+        {
+            "type": "tool_call",
+            "id": "call_0",
+            "name": "get_weather",
+            "arguments": '{"city": "Paris"}',
+        }
+    ]

@@ -41,7 +41,17 @@ _ERROR_TYPES = {
 
 @dataclass
 class Reply:
-    """One scripted reply; fields left at their defaults follow the request."""
+    """One scripted reply; fields left at their defaults follow the request.
+
+    Example::
+
+        openai_server.script(
+            Reply(status=429, retry_after="0"),                   # first request: rate limited
+            Reply(text="Paris", usage={"prompt": 12, "completion": 1}),
+            Reply(tool_calls=[{"name": "search", "arguments": '{"q": "x"}'}]),
+            Reply(chunks=5, disconnect_after=3),                   # a stream cut mid-way
+        )
+    """
 
     status: int = 200
     text: str | None = None  # assistant text; split into ``chunks`` pieces when streamed
@@ -58,7 +68,14 @@ class Reply:
 
 @dataclass
 class Request:
-    """One request the server received."""
+    """One request the server received.
+
+    Example::
+
+        (request,) = openai_server.requests
+        assert request.path == "/v1/chat/completions"
+        assert request.body["stream_options"] == {"include_usage": True}
+    """
 
     method: str
     path: str
@@ -67,7 +84,21 @@ class Request:
 
 
 class OpenAIServer:
-    """The server; ``start()``/``stop()`` or a ``with`` block. ``base_url`` ends in ``/v1``."""
+    """The server; ``start()``/``stop()`` or a ``with`` block. ``base_url`` ends in ``/v1``.
+
+    Example (the ``openai_server`` fixture gives a started one):
+
+    >>> import openai
+    >>> with OpenAIServer() as server:
+    ...     client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key)
+    ...     server.script(Reply(text="Paris"))
+    ...     answer = client.chat.completions.create(
+    ...         model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of France?"}]
+    ...     )
+    ...     client.close()
+    >>> answer.choices[0].message.content, server.requests[0].body["model"]
+    ('Paris', 'gpt-4o-mini')
+    """
 
     def __init__(self, *, api_key: str = DEFAULT_API_KEY, port: int = 0) -> None:
         self.api_key = api_key
@@ -80,30 +111,57 @@ class OpenAIServer:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>/v1``, for ``openai.OpenAI(base_url=...)``."""
+        """``http://127.0.0.1:<port>/v1``, for ``openai.OpenAI(base_url=...)``.
+
+        Example (litellm)::
+
+            litellm.completion(model="openai/gpt-4o-mini", api_base=openai_server.base_url,
+                               api_key=openai_server.api_key, messages=messages)
+        """
         if self._httpd is None:
             raise RuntimeError("OpenAIServer is not started")
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
     @property
     def port(self) -> int:
-        """The listening port."""
+        """The listening port.
+
+        >>> with OpenAIServer() as server:
+        ...     server.base_url == f"http://127.0.0.1:{server.port}/v1"
+        True
+        """
         if self._httpd is None:
             raise RuntimeError("OpenAIServer is not started")
         return int(self._httpd.server_address[1])
 
     def script(self, *replies: Reply) -> None:
-        """Queue replies for the next requests, in order."""
+        """Queue replies for the next requests, in order.
+
+        >>> server = OpenAIServer()
+        >>> server.script(Reply(status=500), Reply(text="ok"))
+        >>> server.next_reply().status, server.next_reply().text
+        (500, 'ok')
+        """
         with self._lock:
             self._script.extend(replies)
 
     def next_reply(self) -> Reply:
-        """The next scripted reply, or the default success."""
+        """The next scripted reply, or the default success.
+
+        >>> OpenAIServer().next_reply()
+        Reply(status=200, text=None, ...)
+        """
         with self._lock:
             return self._script.popleft() if self._script else Reply()
 
     def start(self) -> OpenAIServer:
-        """Listen on 127.0.0.1 and serve on a daemon thread."""
+        """Listen on 127.0.0.1 and serve on a daemon thread.
+
+        >>> server = OpenAIServer().start()
+        >>> server.base_url.startswith("http://127.0.0.1:")
+        True
+        >>> server.stop()
+        """
         handler = type("Handler", (_Handler,), {"server_state": self})
         self._httpd = _QuietServer(("127.0.0.1", self._port), handler)
         self._httpd.daemon_threads = True
@@ -117,7 +175,15 @@ class OpenAIServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
+        """Stop serving and close the socket.
+
+        >>> server = OpenAIServer().start()
+        >>> server.stop()
+        >>> server.base_url
+        Traceback (most recent call last):
+        ...
+        RuntimeError: OpenAIServer is not started
+        """
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -392,18 +458,23 @@ class _Handler(BaseHTTPRequestHandler):
         ident = f"resp_{time.time_ns():x}"
         pieces = _words(text, reply.chunks or 8)
         usage = _usage(body, reply, len(pieces))
-        item = {
+        item: dict[str, Any] = {
             "type": "message",
             "id": f"msg_{ident}",
             "status": "completed",
             "role": "assistant",
             "content": [{"type": "output_text", "text": text, "annotations": []}],
         }
+        output = [item]
+        if reply.tool_calls:  # function_call output items; their arguments are the deltas
+            output = [_function_call(ident, i, c) for i, c in enumerate(reply.tool_calls)]
+            pieces = [p for c in reply.tool_calls for p in _words(c["arguments"], 2)]
+        incomplete = reply.finish_reason == "length"  # as when max_output_tokens cut it short
         done = _response_object(
             ident,
             model,
-            "completed",
-            [item],
+            "incomplete" if incomplete else "completed",
+            output,
             {
                 "input_tokens": usage["prompt_tokens"],
                 "input_tokens_details": {
@@ -427,12 +498,13 @@ class _Handler(BaseHTTPRequestHandler):
                 {"type": "response.created", "sequence_number": next(seq), "response": start},
             )
         ]
+        delta = "response.function_call_arguments.delta" if reply.tool_calls else None
         for part in pieces:
             events.append(
                 (
-                    "response.output_text.delta",
+                    delta or "response.output_text.delta",
                     {
-                        "type": "response.output_text.delta",
+                        "type": delta or "response.output_text.delta",
                         "item_id": item["id"],
                         "output_index": 0,
                         "content_index": 0,
@@ -442,12 +514,8 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
             )
-        events.append(
-            (
-                "response.completed",
-                {"type": "response.completed", "sequence_number": next(seq), "response": done},
-            )
-        )
+        final = "response.incomplete" if incomplete else "response.completed"
+        events.append((final, {"type": final, "sequence_number": next(seq), "response": done}))
         self._sse(events, reply)
 
     # --- embeddings ---------------------------------------------------------------------
@@ -479,16 +547,28 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
+def _function_call(ident: str, index: int, call: dict[str, str]) -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "id": f"fc_{ident}_{index}",
+        "call_id": f"call_{index}",
+        "name": call["name"],
+        "arguments": call["arguments"],
+        "status": "completed",
+    }
+
+
 def _response_object(
     ident: str, model: str, status: str, output: list[Any], usage: dict[str, Any] | None
 ) -> dict[str, Any]:
+    incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
     return {
         "id": ident,
         "object": "response",
         "created_at": int(time.time()),
         "status": status,
         "error": None,
-        "incomplete_details": None,
+        "incomplete_details": incomplete,
         "instructions": None,
         "max_output_tokens": None,
         "model": model,

@@ -58,13 +58,9 @@ def request_params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     stop: Any = kwargs.get("stop")
     if _given(stop):
         params[g.REQUEST_STOP_SEQUENCES] = (stop,) if isinstance(stop, str) else tuple(stop)
-    fmt = kwargs.get("response_format")
-    if _given(fmt):
-        kind = _get(fmt, "type") if not isinstance(fmt, str) else fmt
-        if kind in ("json_object", "json_schema"):
-            params[g.OUTPUT_TYPE] = "json"
-        elif kind == "text":
-            params[g.OUTPUT_TYPE] = "text"
+    output_type = _output_type(kwargs)
+    if output_type is not None:
+        params[g.OUTPUT_TYPE] = output_type
     tier = kwargs.get("service_tier")
     if _given(tier) and tier != "auto":
         params[g.OPENAI_REQUEST_SERVICE_TIER] = tier
@@ -72,6 +68,25 @@ def request_params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     if _given(reasoning):
         params[g.REQUEST_REASONING_LEVEL] = reasoning
     return params
+
+
+_OUTPUT_TYPES = {"json_object": "json", "json_schema": "json", "text": "text"}
+
+
+def _output_type(kwargs: Mapping[str, Any]) -> str | None:
+    """``gen_ai.output.type`` from the requested format: chat ``response_format`` (a dict, or a
+    pydantic model class given to ``parse``), responses ``text.format`` or ``text_format``."""
+    if _given(kwargs.get("text_format")):
+        return "json"
+    fmt = kwargs.get("response_format")
+    if not _given(fmt):
+        fmt = _get(kwargs.get("text"), "format") if _given(kwargs.get("text")) else None
+        if not _given(fmt):
+            return None
+    if isinstance(fmt, type):  # structured outputs: the schema of a model class
+        return "json"
+    kind = fmt if isinstance(fmt, str) else _get(fmt, "type")
+    return _OUTPUT_TYPES.get(kind) if isinstance(kind, str) else None
 
 
 def input_messages(messages: Any) -> list[dict[str, Any]] | None:

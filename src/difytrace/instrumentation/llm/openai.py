@@ -36,14 +36,35 @@ from difytrace.instrumentation.llm.responses import (
 from difytrace.instrumentation.llm.streams import AsyncStreamProxy, SyncStreamProxy
 from difytrace.instrumentation.llm.telemetry import Telemetry
 
+#: (module, class, method, kind, is_async). ``parse`` (structured outputs) posts directly rather
+#: than through ``create``, so it is wrapped too; ``stream()`` helpers call ``create``. Openai
+#: < 1.92 kept chat ``parse`` under ``beta``; targets a version lacks are skipped.
 _TARGETS = (
-    ("openai.resources.chat.completions", "Completions", "chat", False),
-    ("openai.resources.chat.completions", "AsyncCompletions", "chat", True),
-    ("openai.resources.responses", "Responses", "responses", False),
-    ("openai.resources.responses", "AsyncResponses", "responses", True),
-    ("openai.resources.embeddings", "Embeddings", "embeddings", False),
-    ("openai.resources.embeddings", "AsyncEmbeddings", "embeddings", True),
+    ("openai.resources.chat.completions", "Completions", "create", "chat", False),
+    ("openai.resources.chat.completions", "AsyncCompletions", "create", "chat", True),
+    ("openai.resources.chat.completions", "Completions", "parse", "chat", False),
+    ("openai.resources.chat.completions", "AsyncCompletions", "parse", "chat", True),
+    ("openai.resources.beta.chat.completions", "Completions", "parse", "chat", False),
+    ("openai.resources.beta.chat.completions", "AsyncCompletions", "parse", "chat", True),
+    ("openai.resources.responses", "Responses", "create", "responses", False),
+    ("openai.resources.responses", "AsyncResponses", "create", "responses", True),
+    ("openai.resources.responses", "Responses", "parse", "responses", False),
+    ("openai.resources.responses", "AsyncResponses", "parse", "responses", True),
+    ("openai.resources.embeddings", "Embeddings", "create", "embeddings", False),
+    ("openai.resources.embeddings", "AsyncEmbeddings", "create", "embeddings", True),
 )
+
+
+def _present(module: str, cls: str, method: str) -> Any:
+    """The class holding ``method`` in its own namespace, or None (module or class missing,
+    or the method inherited: wrapping it would wrap the base class's)."""
+    import importlib
+
+    try:
+        owner = getattr(importlib.import_module(module), cls, None)
+    except ImportError:
+        return None
+    return owner if owner is not None and method in vars(owner) else None
 
 
 _SERVERS: dict[int, tuple[Any, str | None, int | None]] = {}
@@ -199,26 +220,28 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("openai >= 1.0",)
 
-    _patched = False
+    _patched: list[tuple[Any, str]] = []
     _cancel: Callable[[], None] | None = None
 
     def _instrument(self, **kwargs: Any) -> None:
         telemetry = build_telemetry(kwargs, library="openai")
 
         def patch(_: Any) -> None:
-            for module, cls, kind, is_async in _TARGETS:
+            patched: list[tuple[Any, str]] = []
+            for module, cls, method, kind, is_async in _TARGETS:
+                owner = _present(module, cls, method)
+                if owner is None or any(o is owner and m == method for o, m in patched):
+                    continue  # absent in this version, or the same class under another path
                 factory = _async_wrapper if is_async else _sync_wrapper
-                wrapt.wrap_function_wrapper(module, f"{cls}.create", factory(telemetry, kind))
-            self._patched = True
+                wrapt.wrap_function_wrapper(owner, method, factory(telemetry, kind))
+                patched.append((owner, method))
+            self._patched = patched
 
         self._cancel = when_imported("openai", patch)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        import importlib
-
         if self._cancel is not None:
             self._cancel()
-        if self._patched:
-            for module, cls, _, _ in _TARGETS:
-                unwrap(getattr(importlib.import_module(module), cls), "create")
-            self._patched = False
+        for owner, method in self._patched:
+            unwrap(owner, method)
+        self._patched = []
