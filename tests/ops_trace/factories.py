@@ -6,8 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from difytrace.ops_trace.records import (
+    Cost,
+    GenerateNameRecord,
     MessageRecord,
+    ModerationRecord,
     NodeExecution,
+    PromptGenerationRecord,
+    RecordBase,
+    SuggestedQuestionsRecord,
     Usage,
     WorkflowRecord,
 )
@@ -108,3 +114,56 @@ def message(
         "completion_start_time": at(300),
     }
     return MessageRecord(**{**fields, **extra})
+
+
+COST = Cost(input=0.001, output=0.002, total=0.003)
+
+
+def other_kinds(tenant: str = "tenant-a", app: str = "app-1") -> list[RecordBase]:
+    """Moderation, suggested questions, conversation name and prompt generation records."""
+    common: dict[str, Any] = {"tenant_id": tenant, "app_id": app, "user_id": "u-1"}
+    model: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "model_provider": "openai",
+        "usage": Usage(input_tokens=20, output_tokens=8),
+        "cost": COST,
+    }
+    return [
+        ModerationRecord(
+            record_id="mod-1",
+            start_time=at(0),
+            end_time=at(5),
+            inputs={"text": "how do I pick a lock"},
+            flagged=True,
+            action="direct_output",
+            preset_response="I can't help with that.",
+            **common,
+        ),
+        SuggestedQuestionsRecord(
+            record_id="sq-1",
+            start_time=at(10),
+            end_time=at(400),
+            questions=("What else?", "Why?"),
+            **common,
+            **model,
+        ),
+        GenerateNameRecord(
+            record_id="name-1",
+            conversation_id="conv-1",
+            start_time=at(20),
+            end_time=at(300),
+            inputs={"query": "hello"},
+            outputs={"name": "Greeting"},
+            **common,
+            **model,
+        ),
+        PromptGenerationRecord(
+            record_id="pg-1",
+            start_time=at(30),
+            end_time=at(900),
+            inputs={"instruction": "a support bot"},
+            outputs={"prompt": "You are a support bot."},
+            **common,
+            **model,
+        ),
+    ]

@@ -3,6 +3,13 @@
 A :class:`TraceView` is a flat, parents-first list of :class:`Observation` with their
 deterministic ids already computed (span ids, LangSmith run ids, dotted orders), so the
 destinations only translate fields into their wire format.
+
+Workflow nodes nest by ``parent_id`` (iteration, loop, agent); the rounds of an iteration or
+loop run one after another, so in time order they read as rounds, with the index in the
+metadata. Parallel branches run at the same time: in time order their nodes interleave, and
+Langfuse / LangSmith show no metadata in the tree, so the nodes of one branch (same
+``parallel_id`` / ``parallel_branch_id`` under the same parent and round) are nested under a
+``parallel branch`` observation spanning them.
 """
 
 from __future__ import annotations
@@ -161,24 +168,106 @@ def build_view(record: Record) -> TraceView:
     )
 
 
+@dataclass(frozen=True)
+class _Branch:
+    """The nodes of one parallel branch under one parent (and one iteration / loop round)."""
+
+    parallel_id: str | None
+    branch_id: str
+    round: tuple[int | None, int | None]
+    nodes: tuple[NodeExecution, ...]
+
+    @property
+    def start_time(self) -> datetime:
+        return self.nodes[0].start_time
+
+
+_Entry = NodeExecution | _Branch
+
+
 def _node_observations(record: WorkflowRecord, root: Observation) -> list[Observation]:
     children: dict[str | None, list[NodeExecution]] = {}
     for node in record.nodes:
         children.setdefault(node.parent_id, []).append(node)
     out: list[Observation] = []
-    stack: list[tuple[NodeExecution, Observation]] = [
-        (n, root) for n in reversed(_ordered(children.get(None, [])))
+    stack: list[tuple[_Entry, Observation]] = [
+        (e, root) for e in reversed(_entries(children.get(None, [])))
     ]
     while stack:
-        node, parent = stack.pop()
-        obs = _node_observation(record, node, parent)
+        entry, parent = stack.pop()
+        if isinstance(entry, _Branch):
+            obs = _branch_observation(record, entry, parent)
+            stack.extend((n, obs) for n in reversed(entry.nodes))
+        else:
+            obs = _node_observation(record, entry, parent)
+            stack.extend((e, obs) for e in reversed(_entries(children.get(entry.id, []))))
         out.append(obs)
-        stack.extend((c, obs) for c in reversed(_ordered(children.get(node.id, []))))
     return out
 
 
 def _ordered(nodes: list[NodeExecution]) -> list[NodeExecution]:
-    return sorted(nodes, key=lambda n: (n.start_time, n.index if n.index is not None else 0))
+    return sorted(nodes, key=_order)
+
+
+def _order(entry: _Entry) -> tuple[datetime, int, str]:
+    """Time order; ties broken by index and id so the record's node order never matters."""
+    node = entry.nodes[0] if isinstance(entry, _Branch) else entry
+    tie = entry.branch_id if isinstance(entry, _Branch) else node.id
+    return node.start_time, node.index if node.index is not None else 0, tie
+
+
+def _entries(nodes: list[NodeExecution]) -> list[_Entry]:
+    """Siblings in time order, the nodes of each parallel branch grouped into one entry."""
+    entries: list[_Entry] = []
+    branches: dict[tuple[Any, ...], list[NodeExecution]] = {}
+    for node in _ordered(nodes):
+        if node.parallel_branch_id is None:
+            entries.append(node)
+            continue
+        group = (node.parallel_id, node.parallel_branch_id, node.iteration_index, node.loop_index)
+        branches.setdefault(group, []).append(node)
+    entries += [
+        _Branch(pid, bid, (it, loop), tuple(members))
+        for (pid, bid, it, loop), members in branches.items()
+    ]
+    return sorted(entries, key=_order)
+
+
+def _branch_observation(
+    record: WorkflowRecord, branch: _Branch, parent: Observation
+) -> Observation:
+    first = branch.nodes[0]
+    key = f"branch:{parent.key}:{branch.parallel_id}:{branch.branch_id}:{branch.round}"
+    run = ids.run_id(record.tenant_id, record.record_id, key)
+    ends = [n.end_time for n in branch.nodes if n.end_time is not None]
+    failed = next((n for n in branch.nodes if n.status == "error"), None)
+    meta = {
+        k: v
+        for k, v in (
+            ("parallel_id", branch.parallel_id),
+            ("parallel_branch_id", branch.branch_id),
+            ("iteration_index", branch.round[0]),
+            ("loop_index", branch.round[1]),
+        )
+        if v is not None
+    }
+    return Observation(
+        key=key,
+        name=f"parallel branch: {first.title or first.node_type}",
+        type="span",
+        span_id=ids.span_id_hex(record.tenant_id, record.record_id, key),
+        parent_span_id=parent.span_id,
+        run_id=run,
+        parent_run_id=parent.run_id,
+        dotted_order=parent.dotted_order + "." + ids.dotted_segment(branch.start_time, run),
+        start_time=branch.start_time,
+        end_time=max(ends) if len(ends) == len(branch.nodes) else None,
+        status="error" if failed else "success",
+        error=f"{failed.title or failed.node_type}: {failed.error or 'error'}" if failed else None,
+        inputs=None,
+        outputs=None,
+        metadata=meta,
+    )
 
 
 def _node_observation(
