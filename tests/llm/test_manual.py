@@ -122,3 +122,40 @@ def test_content_capture_records_messages(llm_content: LLMSetup, span_capture: S
         {"role": "user", "parts": [{"type": "text", "content": "What is 2+2?"}]}
     ]
     assert json.loads(a["gen_ai.output.messages"])[0]["parts"] == [{"type": "text", "content": "4"}]
+
+
+def test_reconfiguration_takes_effect(
+    span_capture: SpanCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``llm_call`` follows the settings in force: a configure() after a reset (content capture
+    switched on here) applies, and ``reset_configuration`` forgets the old telemetry."""
+    import difytrace
+    from difytrace.instrumentation import INSTRUMENTORS
+    from difytrace.testing import reset_configuration
+
+    messages = [{"role": "user", "content": "What is 2+2?"}]
+
+    def call() -> dict[str, object]:
+        span_capture.clear()
+        with llm_call(provider="openai", model="gpt-4o", messages=messages) as c:
+            c.usage(input_tokens=3, output_tokens=1)
+        return llm_spans(span_capture)[0].attributes
+
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+    reset_configuration()
+    try:
+        assert difytrace.configure(
+            enabled=True, exporter="none", disabled_instrumentations=[*INSTRUMENTORS]
+        )
+        assert "gen_ai.input.messages" not in call()
+        reset_configuration()
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+        assert difytrace.configure(
+            enabled=True, exporter="none", disabled_instrumentations=[*INSTRUMENTORS]
+        )
+        assert "gen_ai.input.messages" in call()
+        reset_configuration()
+        monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+        assert "gen_ai.input.messages" not in call()  # the environment's settings again
+    finally:
+        reset_configuration()

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
+from difytrace import bootstrap
 from difytrace import semconv_genai as g
 from difytrace._guard import internal_errors
 from difytrace.instrumentation.llm.chat import input_messages
@@ -36,22 +37,36 @@ from difytrace.instrumentation.llm.telemetry import Telemetry
 from difytrace.instrumentation.llm.usage import Usage
 
 F = TypeVar("F", bound=Callable[..., Any])
-_TELEMETRY: list[Telemetry] = []
+
+
+class _Current:
+    """The telemetry ``llm_call`` uses: pinned by :func:`reset_telemetry`, else built for the
+    settings in force and rebuilt when they change (``configure()`` after a reset, or
+    ``difytrace.testing.reset_configuration``), so a reconfiguration takes effect."""
+
+    pinned: Telemetry | None = None
+    settings: object = None
+    built: Telemetry | None = None
 
 
 def _telemetry() -> Telemetry:
-    if not _TELEMETRY:
+    if _Current.pinned is not None:
+        return _Current.pinned
+    settings = bootstrap.current_settings()
+    built = _Current.built
+    if built is None or _Current.settings is not settings:
         from difytrace.instrumentation.llm import build_telemetry
 
-        _TELEMETRY.append(build_telemetry({}, library="manual"))
-    return _TELEMETRY[0]
+        built = build_telemetry({"settings": settings}, library="manual")
+        _Current.settings, _Current.built = settings, built
+    return built
 
 
 def reset_telemetry(telemetry: Telemetry | None = None) -> None:
-    """Use ``telemetry`` (or rebuild from the settings on next use); for tests and configure."""
-    _TELEMETRY.clear()
-    if telemetry is not None:
-        _TELEMETRY.append(telemetry)
+    """Pin ``telemetry`` for every ``llm_call``, or (None) unpin and rebuild from the settings
+    in force on next use."""
+    _Current.pinned = telemetry
+    _Current.settings = _Current.built = None
 
 
 @dataclass(frozen=True)
