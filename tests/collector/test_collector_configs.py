@@ -10,9 +10,10 @@ from collector_support import COLLECTOR, PROFILES, load_profile
 
 KINDS = {"receivers": "receiver", "processors": "processor", "exporters": "exporter",
          "connectors": "connector", "extensions": "extension"}  # fmt: skip
-#: Exporters that push over the network: each needs a sending queue and retries. (prometheus
-#: is scraped, debug/file write locally.)
-PUSH_EXPORTERS = {"otlp_http", "otlp_grpc", "load_balancing"}
+#: Exporters that never send over the network: debug/file/nop write locally, prometheus is
+#: scraped. Every other exporter type is a network exporter and needs a sending queue and
+#: retries, so a new one (kafka, zipkin, ...) cannot slip through unchecked.
+LOCAL_EXPORTERS = frozenset({"debug", "file", "nop", "prometheus"})
 ENV = re.compile(r"\$\{env:[A-Z0-9_]+(:-[^}]*)?\}")
 
 
@@ -81,20 +82,46 @@ def test_memory_limiter_first_in_every_pipeline(profile: tuple[str, dict[str, An
         assert _type(processors[0]) == "memory_limiter", f"{name}:{pipeline}: {processors}"
 
 
-def test_push_exporters_queue_and_retry(profile: tuple[str, dict[str, Any]]) -> None:
-    name, config = profile
+def network_exporter_problems(name: str, config: dict[str, Any]) -> Iterator[str]:
+    """What is wrong with the queues and retries of ``config``'s network exporters."""
     extensions = config["service"].get("extensions", [])
-    for exporter_id, settings in (config.get("exporters") or {}).items():
-        if _type(exporter_id) not in PUSH_EXPORTERS:
+    for exporter_id, raw in (config.get("exporters") or {}).items():
+        if _type(exporter_id) in LOCAL_EXPORTERS:
             continue
-        assert settings["sending_queue"]["enabled"] is True, (name, exporter_id)
-        assert settings["retry_on_failure"]["enabled"] is True, (name, exporter_id)
-        storage = settings["sending_queue"].get("storage")
-        if name != "agent":  # gateway and single node keep their queues across restarts
-            assert storage is not None, f"{name}: {exporter_id} queue is not persistent"
-        if storage is not None:
-            assert _type(storage) == "file_storage"
-            assert storage in extensions
+        settings = raw or {}
+        for block in ("sending_queue", "retry_on_failure"):
+            if (settings.get(block) or {}).get("enabled") is not True:
+                yield f"{name}: network exporter {exporter_id} has no {block} enabled"
+        storage = (settings.get("sending_queue") or {}).get("storage")
+        if name != "agent" and storage is None:  # gateway and single node survive restarts
+            yield f"{name}: {exporter_id} queue is not persistent"
+        if storage is not None and (_type(storage) != "file_storage" or storage not in extensions):
+            yield f"{name}: {exporter_id} queue storage {storage} is not an enabled file_storage"
+
+
+def test_network_exporters_queue_and_retry(profile: tuple[str, dict[str, Any]]) -> None:
+    name, config = profile
+    network = [e for e in config.get("exporters") or {} if _type(e) not in LOCAL_EXPORTERS]
+    assert network, f"{name}: no network exporter found: the check below would prove nothing"
+    assert list(network_exporter_problems(name, config)) == []
+
+
+def test_local_exporter_list_names_real_components(components: dict[str, Any]) -> None:
+    assert set(LOCAL_EXPORTERS) <= set(components["types"]["exporter"])
+
+
+def test_an_unknown_network_exporter_without_queue_is_caught() -> None:
+    """The check needs no list of network exporter types: any type not local is one."""
+    config = load_profile("gateway")
+    config["exporters"]["zipkin/new"] = {"endpoint": "http://zipkin:9411/api/v2/spans"}
+    problems = list(network_exporter_problems("gateway", config))
+    assert "gateway: network exporter zipkin/new has no sending_queue enabled" in problems
+    assert "gateway: network exporter zipkin/new has no retry_on_failure enabled" in problems
+    assert not [p for p in problems if "zipkin/new" not in p]
+    config["exporters"]["otlp_http/backend"]["retry_on_failure"]["enabled"] = False
+    assert "gateway: network exporter otlp_http/backend has no retry_on_failure enabled" in list(
+        network_exporter_problems("gateway", config)
+    )
 
 
 def _strings(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
@@ -152,21 +179,6 @@ def test_span_metrics_names_match_semconv() -> None:
         assert semconv.SPAN_METRICS_CALLS.name == f"{namespace}.calls"
         assert semconv.SPAN_METRICS_DURATION.name == f"{namespace}.duration"
         assert connector["histogram"]["unit"] == semconv.SPAN_METRICS_DURATION.unit
-
-
-def test_tail_sampling_policies() -> None:
-    for name in ("gateway", "single-node"):
-        config = load_profile(name)
-        policies = {p["type"]: p for p in config["processors"]["tail_sampling"]["policies"]}
-        assert policies["status_code"]["status_code"]["status_codes"] == ["ERROR"]
-        assert "threshold_ms" in policies["latency"]["latency"]
-        assert "difytrace.gen_ai.usage.cost" in str(policies["ottl_condition"])
-        assert policies["numeric_attribute"]["numeric_attribute"]["key"] == (
-            "gen_ai.usage.input_tokens"
-        )
-        assert "sampling_percentage" in policies["probabilistic"]["probabilistic"]
-        backend = _pipelines(config)["traces" if name == "gateway" else "traces/backend"]
-        assert "tail_sampling" in backend["processors"]
 
 
 def test_langfuse_gets_genai_spans_only_with_env_auth() -> None:
