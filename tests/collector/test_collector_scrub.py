@@ -8,14 +8,14 @@ subset of syntax RE2 (Go) and Python's ``re`` agree on.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 from collector_support import load_profile
 
-# The GenAI registry YAML kept with the LLM tests (copied from the semconv registries).
-REGISTRY = Path(__file__).resolve().parents[1] / "llm" / "registry"
+# The GenAI registry YAML shipped with difytrace.testing (copied from the semconv registries).
+from difytrace.testing.genai import REGISTRY_DIR as REGISTRY
+
 #: GenAI attributes that carry content (messages, prompts, tool I/O, retrieved text), from the
 #: semconv GenAI registry, plus the legacy and vendor copies instrumentations write.
 CONTENT_KEYS = (

@@ -18,19 +18,16 @@ from difytrace.instrumentation.llm import manual
 from difytrace.instrumentation.llm.litellm import LiteLLMInstrumentor
 from difytrace.instrumentation.llm.openai import OpenAIInstrumentor
 from difytrace.settings import load_settings
-from difytrace.testing import install_global_capture
+from difytrace.testing import genai_registry, install_global_capture
 from difytrace.testing.genai_validation import Registry
 from difytrace.testing.openai_fixtures import openai_server  # noqa: F401 - fixture
 
-REGISTRY_DIR = Path(__file__).parent / "registry"
-_REGISTRIES: dict[str, Registry] = {}
+REGISTRY_DIR = Path(__file__).parent / "registry"  # upstream-genai-openai.data.json
 
 
 def registry(mode: str) -> Registry:
     """The registry of ``mode``: "v1.41" (default) or "latest" (gen_ai_latest_experimental)."""
-    if mode not in _REGISTRIES:
-        _REGISTRIES[mode] = Registry.load(REGISTRY_DIR / ("genai" if mode == "latest" else mode))
-    return _REGISTRIES[mode]
+    return genai_registry(mode)  # type: ignore[arg-type]
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -13,6 +12,7 @@ import pytest
 
 from difytrace.testing import SpanCapture
 from difytrace.testing._model import MetricPoint
+from difytrace.testing.genai import REGISTRY_DIR as PACKAGED_REGISTRY
 from difytrace.testing.openai_server import OpenAIServer
 
 from .conftest import REGISTRY_DIR, LLMSetup, registry
@@ -128,5 +128,5 @@ def test_covers_every_attribute_the_official_instrumentation_emits(
 
 
 def test_registry_files_are_vendored() -> None:
-    assert (Path(REGISTRY_DIR) / "v1.41" / "gen-ai" / "registry.yaml").exists()
-    assert (Path(REGISTRY_DIR) / "genai" / "gen-ai" / "registry.yaml").exists()
+    assert (PACKAGED_REGISTRY / "v1.41" / "gen-ai" / "registry.yaml").exists()
+    assert (PACKAGED_REGISTRY / "genai" / "gen-ai" / "registry.yaml").exists()

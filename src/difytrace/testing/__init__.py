@@ -25,6 +25,7 @@ from difytrace.testing._metrics import histogram_totals, matching, merge_points,
 from difytrace.testing._model import CapturedSpan, HistogramTotals, MetricPoint
 from difytrace.testing._render import render_spans
 from difytrace.testing.capture import SpanCapture, install_global_capture
+from difytrace.testing.genai import assert_genai_valid, genai_registry
 from difytrace.testing.receiver import OTLPReceiver, ReceivedRequest
 from difytrace.testing.snapshot import normalize_trace
 from difytrace.testing.state import reset_configuration
@@ -39,8 +40,10 @@ __all__ = [
     "Repeat",
     "S",
     "SpanCapture",
+    "assert_genai_valid",
     "assert_tree",
     "find_tree",
+    "genai_registry",
     "histogram_totals",
     "install_global_capture",
     "matching",

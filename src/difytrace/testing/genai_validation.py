@@ -4,9 +4,11 @@ Reads a directory of registry YAML in either format the conventions use (``group
 semantic-conventions ≤ 1.4x, or ``definition/2`` of semantic-conventions-genai), then
 reports violations of captured telemetry::
 
-    registry = Registry.load("tests/llm/registry/v1.41")
+    registry = Registry.load(REGISTRY_DIR / "v1.41")   # or genai_registry("v1.41")
     assert registry.check_spans(span_capture.spans()) == []
     assert registry.check_metrics(span_capture.metrics()) == []
+
+:func:`difytrace.testing.assert_genai_valid` does both with a readable message.
 
 What is checked, for spans carrying ``gen_ai.operation.name`` and metrics named ``gen_ai.*``:
 every attribute of a convention namespace (``gen_ai.``, ``openai.``, ``server.``, ``error.``)
@@ -14,7 +16,7 @@ exists in the registry and is not deprecated, has the declared type, takes an en
 where the attribute is an enum; required attributes (and ``server.port`` with
 ``server.address``) are present; span kind, metric instrument and unit match. Attributes of
 other namespaces (``difytrace.``, ``langfuse.``, ``langsmith.``) are not the registry's to
-judge. Needs PyYAML.
+judge. Needs PyYAML (difytrace's ``ops_trace`` and ``dev`` extras).
 """
 
 from __future__ import annotations
@@ -73,11 +75,26 @@ class Registry:
 
     @classmethod
     def load(cls, directory: str | Path) -> Registry:
-        """Parse every ``*.yaml`` under ``directory`` (both formats)."""
-        import yaml
+        """Parse every ``*.yaml`` under ``directory`` (both formats).
 
+        >>> from difytrace.testing.genai import REGISTRY_DIR
+        >>> registry = Registry.load(REGISTRY_DIR / "v1.41")
+        >>> registry.metrics["gen_ai.client.token.usage"]
+        'metric.gen_ai.client.token.usage'
+        """
+        try:
+            import yaml
+        except ImportError:
+            raise ImportError(
+                "GenAI semconv validation reads the registry YAML with PyYAML, which is not "
+                "installed: pip install 'difytrace[ops_trace]' (or pip install pyyaml)"
+            ) from None
+
+        files = sorted(Path(directory).rglob("*.yaml"))
+        if not files:
+            raise FileNotFoundError(f"no registry *.yaml under {directory}")
         registry = cls()
-        for path in sorted(Path(directory).rglob("*.yaml")):
+        for path in files:
             doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             registry._add_groups(doc.get("groups") or [])
             registry._add_v2(doc)
