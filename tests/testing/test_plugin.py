@@ -52,7 +52,10 @@ def test_fixtures_work_in_a_user_test_file(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=4)
 
 
-def test_failure_draws_expected_and_actual_trees(pytester: pytest.Pytester) -> None:
+def test_failure_draws_expected_and_actual_trees(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "60")  # too narrow for both trees side by side
     pytester.makepyfile(test_sample=_FAILING)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
@@ -66,6 +69,23 @@ def test_failure_draws_expected_and_actual_trees(pytester: pytest.Pytester) -> N
             "*Actual (2 span(s)):*",
             "*POST /chat ?INTERNAL? * ms*",
             "*└── llm ?INTERNAL? * ms {gen_ai.request.model='gpt-4o'}*",
+        ]
+    )
+
+
+def test_failure_draws_the_trees_side_by_side_in_a_wide_terminal(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
+    pytester.makepyfile(test_sample=_FAILING)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines(
+        [
+            r"E +Expected: +│ Actual \(2 span\(s\)\):$",
+            r"E +POST /chat +│   POST /chat \[INTERNAL\] [\d.]+ ms {http.route='/chat'}$",
+            r"E +└── llm {gen_ai.request.model='gpt-5'} │   └── llm \[INTERNAL\] [\d.]+ ms "
+            r"{gen_ai.request.model='gpt-4o'}   ✗ here$",
         ]
     )
 

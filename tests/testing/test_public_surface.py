@@ -11,14 +11,18 @@ from difytrace.testing import plugin
 def test_public_names_are_pinned() -> None:
     assert sorted(difytrace.testing.__all__) == [
         "CapturedSpan",
+        "FakeClock",
         "HistogramTotals",
         "MetricPoint",
         "OTLPReceiver",
         "ReceivedRequest",
         "Repeat",
         "S",
+        "SequentialIdGenerator",
         "SpanCapture",
+        "TraceSnapshot",
         "assert_genai_valid",
+        "assert_snapshot",
         "assert_tree",
         "find_tree",
         "genai_registry",
@@ -30,6 +34,9 @@ def test_public_names_are_pinned() -> None:
         "render_spans",
         "reset_configuration",
         "sum_value",
+        "use_clock",
+        "use_sequential_ids",
+        "wait_for_tree",
     ]
 
 
@@ -45,5 +52,14 @@ def test_every_public_name_and_method_has_a_docstring() -> None:
 
 def test_plugin_docstring_documents_the_fixtures_and_the_opt_out() -> None:
     doc = plugin.__doc__ or ""
-    for needle in ("span_capture", "otlp_receiver", "otlp_receiver_session", "-p no:difytrace"):
+    for needle in (
+        "span_capture",
+        "otlp_receiver",
+        "otlp_receiver_session",
+        "deterministic_ids",
+        "fixed_clock",
+        "trace_snapshot",
+        "-p no:difytrace",
+        "--difytrace-update-snapshots",
+    ):
         assert needle in doc

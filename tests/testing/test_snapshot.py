@@ -1,11 +1,17 @@
-"""normalize_trace gives the same dict for the same shape of trace, whatever ids and clocks."""
+"""normalize_trace gives the same JSON-ready dict for the same shape of trace, whatever ids and
+clocks; trace_snapshot / assert_snapshot keep it in a file."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from difytrace.testing import SpanCapture, normalize_trace
+from difytrace.testing import SpanCapture, TraceSnapshot, assert_snapshot, normalize_trace
+from difytrace.testing.snapshot import snapshot_text
 
 tracer = trace.get_tracer("tests.snapshot")
 
@@ -69,3 +75,95 @@ def test_remote_parent_two_traces_and_resource(span_capture: SpanCapture) -> Non
     ]
     assert result[1]["resource"]["service.name"] == "pytest"
     assert (result[1]["start"], result[1]["end"]) == (0, 1)
+
+
+def test_output_is_json_and_survives_a_round_trip(span_capture: SpanCapture) -> None:
+    link = trace.Link(SpanContext(0xABC, 0xDEF, is_remote=True), {"kind": ("a", "b")})
+    with (
+        tracer.start_as_current_span("root", links=[link], attributes={"f": 0.5, "b": True}),
+        tracer.start_as_current_span("kid", attributes={"xs": (1, 2)}) as kid,
+    ):
+        kid.record_exception(ValueError("boom"))
+    data = normalize_trace(span_capture.spans(), include_resource=True)
+    text = json.dumps(data, sort_keys=True)
+    assert json.loads(text) == data
+    assert snapshot_text(data) == snapshot_text(json.loads(snapshot_text(data)))
+
+
+def test_snapshot_text_names_what_is_not_json() -> None:
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        snapshot_text({"when": object()})
+
+
+_USER_SNAPSHOT = """
+import os
+from opentelemetry import trace
+
+tracer = trace.get_tracer("app")
+
+
+def test_chat(span_capture, trace_snapshot):
+    with tracer.start_as_current_span("POST /chat", attributes={"http.route": "/chat"}):
+        with tracer.start_as_current_span(os.environ.get("LLM_SPAN", "chat gpt-4o")):
+            pass
+    trace_snapshot(span_capture)
+"""
+
+
+def test_trace_snapshot_file_lifecycle(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_app=_USER_SNAPSHOT)
+    snapshot = pytester.path / "snapshots" / "test_app" / "test_chat.json"
+    args = ("-p", "no:cacheprovider", "-p", "no:randomly")
+
+    first = pytester.runpytest_inprocess(*args)
+    first.assert_outcomes(passed=1)
+    first.stdout.fnmatch_lines(["*difytrace: 1 snapshot file(s) written*", f"*{snapshot}"])
+    written = json.loads(snapshot.read_text())
+    assert [s["name"] for s in written["spans"]] == ["POST /chat", "chat gpt-4o"]
+
+    second = pytester.runpytest_inprocess(*args)
+    second.assert_outcomes(passed=1)
+    assert "snapshot file(s) written" not in second.stdout.str()
+
+    monkeypatch.setenv("LLM_SPAN", "chat gpt-5")
+    changed = pytester.runpytest_inprocess(*args)
+    changed.assert_outcomes(failed=1)
+    changed.stdout.fnmatch_lines(
+        [
+            f"*snapshot {snapshot} differs (- snapshot, + this run); accept with pytest "
+            "--difytrace-update-snapshots:",
+            "*--- snapshot",
+            "*+++ this run",
+            '*-      "name": "chat gpt-4o",',
+            '*+      "name": "chat gpt-5",',
+        ]
+    )
+    assert json.loads(snapshot.read_text()) == written  # a failing run leaves the file alone
+
+    updated = pytester.runpytest_inprocess(*args, "--difytrace-update-snapshots")
+    updated.assert_outcomes(passed=1)
+    assert json.loads(snapshot.read_text())["spans"][1]["name"] == "chat gpt-5"
+    pytester.runpytest_inprocess(*args).assert_outcomes(passed=1)
+
+
+def test_snapshot_files_compare_by_content(tmp_path: Path) -> None:
+    path = tmp_path / "hand-edited.json"
+    path.write_text('{"spans": [ {"name": "a"} ]}')
+    assert assert_snapshot({"spans": [{"name": "a"}]}, path) is False
+    path.write_text("{not json")
+    with pytest.raises(AssertionError, match=r"is not JSON .*: fix or delete it"):
+        assert_snapshot({}, path)
+
+
+def test_two_snapshots_in_one_test_get_their_own_files(tmp_path: Path) -> None:
+    snap = TraceSnapshot(tmp_path, "test_x[a/b]")
+    snap([])
+    snap([], name="custom")
+    snap([])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "custom.json",
+        "test_x_a_b.3.json",
+        "test_x_a_b.json",
+    ]

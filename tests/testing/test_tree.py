@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import threading
 from unittest import mock
 
 import pytest
 from opentelemetry import trace
 
-from difytrace.testing import CapturedSpan, S, SpanCapture, assert_tree, find_tree
+from difytrace.testing import CapturedSpan, S, SpanCapture, assert_tree, find_tree, wait_for_tree
 
 tracer = trace.get_tracer("tests.tree")
 
@@ -117,6 +118,13 @@ def test_kind_and_status(span_capture: SpanCapture) -> None:
     assert find_tree(spans, S("srv", kind="client")) is None
 
 
+@pytest.fixture
+def narrow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal too narrow for the two trees side by side."""
+    monkeypatch.setenv("COLUMNS", "40")
+
+
+@pytest.mark.usefixtures("narrow")
 def test_failure_message_draws_both_trees(spans: list[CapturedSpan]) -> None:
     with pytest.raises(AssertionError) as info:
         assert_tree(
@@ -215,6 +223,7 @@ def test_many_identical_expected_children_fail_fast() -> None:
     assert_tree(spans, S("stream", children=[S("chunk")] * 300))
 
 
+@pytest.mark.usefixtures("narrow")
 def test_long_drawings_are_cut_and_the_blamed_trace_comes_first() -> None:
     noise = [_span(f"noise-{i}", 10 + i, None, i) for i in range(500)]
     target = [_span("late", 9, None, 10_000), _span("kid", 8, 9, 10_001)]
@@ -226,3 +235,87 @@ def test_long_drawings_are_cut_and_the_blamed_trace_comes_first() -> None:
     assert lines[1].startswith("  └── kid")
     assert len(lines) == 201
     assert lines[-1] == "  … 302 more line(s) not shown"
+
+
+def test_trees_side_by_side_when_they_fit(
+    spans: list[CapturedSpan], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
+    with pytest.raises(AssertionError) as info:
+        assert_tree(spans, S("POST /chat", children=[S("tool", attrs={"n": "x"})]))
+    lines = str(info.value).splitlines()
+    assert lines[1] == ""
+    assert re.fullmatch(r"Expected: +│ Actual \(5 span\(s\)\):", lines[2])
+    assert re.fullmatch(
+        r"  POST /chat +│   POST /chat \[INTERNAL\] \d+\.\d ms {http.route='/chat'}", lines[3]
+    )
+    assert re.fullmatch(r"  └── tool {n='x'} │   ├── retrieve \[INTERNAL\] .*", lines[4])
+    assert re.fullmatch(r" +│   └── tool \[INTERNAL\] \d+\.\d ms {n='tool'}   ✗ here", lines[-1])
+    assert len({line.index("│") for line in lines[2:]}) == 1  # one straight gutter
+    assert max(map(len, lines)) <= 116  # 120 columns minus pytest's "E   "
+
+
+def test_too_wide_for_the_terminal_stays_one_after_the_other(
+    spans: list[CapturedSpan], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(AssertionError) as info:
+        assert_tree(spans, S("POST /chat", children=[S("tool", attrs={"n": "x" * 30})]))
+    text = str(info.value)
+    assert "│" not in text
+    assert "\n\nExpected:\n  POST /chat\n  └── tool {n='xxx" in text
+    assert "\n\nActual (5 span(s)):\n  POST /chat [INTERNAL]" in text
+
+
+class _Polled:
+    """A span source that lets a test act after the first poll (no sleeps)."""
+
+    def __init__(self, source: SpanCapture) -> None:
+        self.source = source
+        self.polls = 0
+        self.first_poll = threading.Event()
+
+    def spans(self) -> list[CapturedSpan]:
+        self.polls += 1
+        self.first_poll.set()
+        return self.source.spans()
+
+
+def test_wait_for_tree_waits_for_the_late_part(span_capture: SpanCapture) -> None:
+    with tracer.start_as_current_span("POST /chat") as root:
+        context = trace.set_span_in_context(root)
+    source = _Polled(span_capture)
+
+    def late_worker() -> None:
+        source.first_poll.wait(10)
+        with tracer.start_as_current_span("process task", context=context):
+            pass
+
+    worker = threading.Thread(target=late_worker)
+    worker.start()
+    try:
+        found = wait_for_tree(source, S("POST /chat", children=[S("process task")]), timeout=10)
+    finally:
+        worker.join()
+    assert found.name == "POST /chat"
+    assert source.polls >= 2  # the first look saw the request without its task
+
+
+def test_wait_for_tree_fails_with_the_drawn_tree(
+    span_capture: SpanCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
+    _chat("llm")
+    with pytest.raises(AssertionError) as info:
+        wait_for_tree(span_capture, S("POST /chat", children=[S("tool")]), timeout=0.2)
+    text = str(info.value)
+    assert text.startswith(
+        "after waiting 0.2s: span tree not found: 'POST /chat': expected 1+ child(ren) like 'tool'"
+    )
+    assert "└── tool" in text
+    assert "└── llm [INTERNAL]" in text
+
+
+def test_wait_for_tree_needs_something_to_poll(spans: list[CapturedSpan]) -> None:
+    with pytest.raises(TypeError, match=r"needs a source with \.spans"):
+        wait_for_tree(spans, S("POST /chat"))  # type: ignore[arg-type]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +14,42 @@ if TYPE_CHECKING:
 
 _MAX_VALUE = 40
 _DEFAULT_SHOWN = 3
+_GUTTER = " │ "
+#: pytest prints assertion messages behind "E   ".
+_MESSAGE_INDENT = 4
+_terminal_columns: int | None = None
+
+
+def set_terminal_columns(columns: int | None) -> int | None:
+    """Set the width of pytest's terminal (the plugin does; ``COLUMNS`` wins); returns the
+    previous one."""
+    global _terminal_columns
+    previous, _terminal_columns = _terminal_columns, columns
+    return previous
+
+
+def message_width() -> int:
+    """Columns a line of an assertion message may use without wrapping."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():
+        total = int(columns)
+    else:
+        total = _terminal_columns or shutil.get_terminal_size((80, 24)).columns
+    return total - _MESSAGE_INDENT
+
+
+def beside(left: list[str], right: list[str], width: int) -> list[str] | None:
+    """Two blocks of lines side by side, or None when they do not fit in ``width`` columns
+    (then one after the other reads better than wrapped lines)."""
+    left_width = max(map(len, left), default=0)
+    if left_width + len(_GUTTER) + max(map(len, right), default=0) > width:
+        return None
+    rows = max(len(left), len(right))
+    pad_left, pad_right = left + [""] * (rows - len(left)), right + [""] * (rows - len(right))
+    return [
+        (a.ljust(left_width) + _GUTTER + b).rstrip()
+        for a, b in zip(pad_left, pad_right, strict=True)
+    ]
 
 
 def children_index(spans: Sequence[CapturedSpan]) -> dict[str | None, list[CapturedSpan]]:
@@ -76,7 +114,19 @@ def render_spans(
 
     ``keys`` chooses the attributes shown (else the first few); ``marks`` appends a note to
     the line of the span with that id. The tree holding ``first`` comes first; past
-    ``max_lines`` the drawing is cut with a note of how much was left out.
+    ``max_lines`` the drawing is cut with a note of how much was left out. Example:
+
+    >>> from opentelemetry import trace
+    >>> from difytrace.testing import FakeClock, install_global_capture, use_clock
+    >>> capture = install_global_capture(); capture.clear()
+    >>> tracer = trace.get_tracer("doc")
+    >>> with use_clock(FakeClock(step=0.001)):
+    ...     with tracer.start_as_current_span("POST /chat", attributes={"http.route": "/chat"}):
+    ...         with tracer.start_as_current_span("llm"):
+    ...             pass
+    >>> print(render_spans(capture.spans(), keys=["http.route"]))
+      POST /chat [INTERNAL] 3.0 ms {http.route='/chat'}
+      └── llm [INTERNAL] 1.0 ms
     """
     spans = list(spans)
     index = children_index(spans)

@@ -1,6 +1,7 @@
 """In-process capture: the global SDK providers the pytest plugin installs, and their reader.
 
-The tracer provider gets a ``SimpleSpanProcessor`` into a :class:`SpanCapture`; the meter
+The tracer provider gets a ``SimpleSpanProcessor`` into a :class:`SpanCapture` and the
+switchable id generator of :mod:`difytrace.testing.ids`; the meter
 provider reads with delta temporality so that :meth:`SpanCapture.clear` can start each test
 from zero. Both are set through the public ``set_*_provider`` functions, which work the same
 on opentelemetry 1.27 and 1.45 (set once per process); ``difytrace.configure()`` and
@@ -39,6 +40,7 @@ from difytrace.testing._model import (
     points_from_metrics_data,
 )
 from difytrace.testing._store import SpanPredicate, SpanStore
+from difytrace.testing.ids import ID_SWITCH
 
 logger = logging.getLogger("difytrace")
 
@@ -68,7 +70,15 @@ class _Exporter(SpanExporter):
 
 
 class SpanCapture:
-    """Finished spans and metric points of this process (the ``span_capture`` fixture)."""
+    """Finished spans and metric points of this process (the ``span_capture`` fixture).
+
+    Example::
+
+        def test_chat(client, span_capture):
+            client.post("/chat", json={"query": "hi"})
+            assert [s.name for s in span_capture.spans()] == ["chat gpt-4o", "POST /chat"]
+            assert span_capture.histogram("http.server.request.duration").count == 1
+    """
 
     def __init__(self) -> None:
         self._store = SpanStore()
@@ -78,7 +88,16 @@ class SpanCapture:
         self._lock = threading.Lock()
 
     def spans(self) -> list[CapturedSpan]:
-        """Finished spans, in the order they ended."""
+        """Finished spans, in the order they ended.
+
+        >>> from opentelemetry import trace
+        >>> capture = install_global_capture(); capture.clear()
+        >>> tracer = trace.get_tracer("doc")
+        >>> with tracer.start_as_current_span("parent"), tracer.start_as_current_span("child"):
+        ...     pass
+        >>> [s.name for s in capture.spans()]
+        ['child', 'parent']
+        """
         return self._store.spans()
 
     def wait_for(
@@ -88,7 +107,16 @@ class SpanCapture:
         timeout: float = 10,
         predicate: SpanPredicate | None = None,
     ) -> list[CapturedSpan]:
-        """Wait for ``count`` (default 1) matching spans to end (other threads, greenlets)."""
+        """Wait for ``count`` (default 1) matching spans to end (other threads, greenlets).
+
+        >>> import threading
+        >>> from opentelemetry import trace
+        >>> capture = install_global_capture(); capture.clear()
+        >>> job = lambda: trace.get_tracer("doc").start_span("background").end()
+        >>> threading.Thread(target=job).start()
+        >>> [s.name for s in capture.wait_for(name="background", timeout=5)]
+        ['background']
+        """
         return self._store.wait_for(count, name, timeout, predicate)
 
     def _collect(self) -> list[MetricPoint]:
@@ -106,7 +134,15 @@ class SpanCapture:
             return list(self._points)
 
     def metrics(self) -> dict[str, list[MetricPoint]]:
-        """``{name: one point per attribute set}`` recorded since the last :meth:`clear`."""
+        """``{name: one point per attribute set}`` recorded since the last :meth:`clear`.
+
+        >>> from opentelemetry import metrics
+        >>> capture = install_global_capture(); capture.clear()
+        >>> jobs = metrics.get_meter("doc").create_counter("doc.runs")
+        >>> jobs.add(1, {"q": "a"}); jobs.add(2, {"q": "a"}); jobs.add(5, {"q": "b"})
+        >>> sorted((p.attributes["q"], p.value) for p in capture.metrics()["doc.runs"])
+        [('a', 3), ('b', 5)]
+        """
         return _metrics.merge_points(self._collect())
 
     def histogram(
@@ -114,11 +150,26 @@ class SpanCapture:
         name: str,
         attributes: Mapping[str, Any] | None = None,
     ) -> HistogramTotals:
-        """Count and sum of histogram ``name`` over points including ``attributes``."""
+        """Count and sum of histogram ``name`` over points including ``attributes``.
+
+        >>> from opentelemetry import metrics
+        >>> capture = install_global_capture(); capture.clear()
+        >>> waits = metrics.get_meter("doc").create_histogram("doc.wait", unit="s")
+        >>> waits.record(0.2, {"queue": "a"}); waits.record(0.3, {"queue": "b"})
+        >>> capture.histogram("doc.wait").count, capture.histogram("doc.wait", {"queue": "b"})
+        (2, HistogramTotals(count=1, sum=0.3))
+        """
         return _metrics.histogram_totals(self.metrics().get(name, []), attributes)
 
     def clear(self) -> None:
-        """Forget the spans and metric points recorded so far."""
+        """Forget the spans and metric points recorded so far.
+
+        >>> from opentelemetry import trace
+        >>> capture = install_global_capture()
+        >>> trace.get_tracer("doc").start_span("old").end()
+        >>> capture.clear(); capture.spans()
+        []
+        """
         self._store.clear()
         if self.reader is not None:
             self._collect()
@@ -137,7 +188,15 @@ _INSTALL_LOCK = threading.Lock()
 
 
 def install_global_capture() -> SpanCapture:
-    """Install (once per process) the global providers feeding one :class:`SpanCapture`."""
+    """Install (once per process) the global providers feeding one :class:`SpanCapture`.
+
+    The pytest plugin calls it at start; call it yourself outside pytest (a script, a REPL)
+    before anything gets a tracer. Example:
+
+    >>> capture = install_global_capture()
+    >>> capture is install_global_capture()
+    True
+    """
     global _INSTALLED  # noqa: PLW0603 - one capture per process, like the providers
     with _INSTALL_LOCK:
         if _INSTALLED is not None:
@@ -146,9 +205,15 @@ def install_global_capture() -> SpanCapture:
         resource = Resource.create({"service.name": "pytest"})
         current = trace.get_tracer_provider()
         if isinstance(current, TracerProvider):
+            # Tracers handed out before this keep the provider's own generator.
+            ID_SWITCH.default = current.id_generator
+            # The SDK annotates the attribute by its default class; any IdGenerator is valid.
+            current.id_generator = ID_SWITCH  # type: ignore[assignment]
             current.add_span_processor(SimpleSpanProcessor(capture.exporter))
         else:
-            provider = TracerProvider(resource=resource, sampler=ParentBased(ALWAYS_ON))
+            provider = TracerProvider(
+                resource=resource, sampler=ParentBased(ALWAYS_ON), id_generator=ID_SWITCH
+            )
             provider.add_span_processor(SimpleSpanProcessor(capture.exporter))
             trace.set_tracer_provider(provider)
         if isinstance(metrics.get_meter_provider(), MeterProvider):
