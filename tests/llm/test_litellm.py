@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from difytrace.scrub import Scrubber
 from difytrace.testing import CapturedSpan, SpanCapture, histogram_totals
 from difytrace.testing.openai_server import OpenAIServer, Reply
 
@@ -141,3 +142,166 @@ def test_uninstrument_restores_the_functions(llm: LLMSetup) -> None:
     LiteLLMInstrumentor().uninstrument()
     assert "_wrap" not in litellm.completion.__qualname__
     assert "_wrap" not in litellm.acompletion.__qualname__
+
+
+FAULTS = {
+    "400": (Reply(status=400, message="bad request"), "BadRequestError"),
+    "500": (Reply(status=500), "InternalServerError"),
+}
+
+
+@pytest.mark.parametrize("status", sorted(FAULTS))
+def test_http_error_is_one_failed_span(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture, status: str
+) -> None:
+    reply, error_type = FAULTS[status]
+    openai_server.script(reply)
+    with pytest.raises(getattr(litellm, error_type)):
+        litellm.completion(**kwargs(openai_server, max_retries=0))
+    assert len(openai_server.requests) == 1
+    (span,) = llm_spans(span_capture)
+    assert span.status_code == "ERROR"
+    assert span.attributes["error.type"] == error_type
+    assert [name for name, _ in span.events] == ["exception"]
+    duration = span_capture.metrics()["gen_ai.client.operation.duration"]
+    assert histogram_totals(duration, {"error.type": error_type}).count == 1
+
+
+def test_wrong_key_is_one_failed_span_and_the_key_is_scrubbed(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    with pytest.raises(litellm.AuthenticationError):
+        litellm.completion(**kwargs(openai_server, api_key="sk-wrong", max_retries=0))
+    (span,) = llm_spans(span_capture)
+    assert span.status_code == "ERROR"
+    assert span.attributes["error.type"] == "AuthenticationError"
+    assert span.status_description
+    assert "sk-wrong" in span.status_description  # as raised
+    assert "sk-wrong" not in Scrubber().redact(span.status_description)  # as exported
+
+
+def test_mid_stream_disconnect_fails_the_one_span(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    openai_server.script(Reply(disconnect_after=3))
+    with pytest.raises(Exception) as info:  # noqa: PT011 - litellm's class varies by version
+        for _ in litellm.completion(**kwargs(openai_server, stream=True)):
+            pass
+    (span,) = llm_spans(span_capture)
+    assert span.status_code == "ERROR"
+    assert span.attributes["error.type"] == type(info.value).__qualname__
+    assert "gen_ai.response.finish_reasons" not in span.attributes
+    assert "gen_ai.client.token.usage" not in span_capture.metrics()
+
+
+def test_slow_first_byte_is_in_ttft(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    openai_server.script(Reply(first_byte_delay=0.2))
+    for _ in litellm.completion(**kwargs(openai_server, stream=True)):
+        pass
+    (span,) = llm_spans(span_capture)
+    assert span.attributes["gen_ai.response.time_to_first_chunk"] >= 0.19
+    assert span.status_code == "UNSET"
+    ttfc = span_capture.metrics()["gen_ai.client.operation.time_to_first_chunk"]
+    assert histogram_totals(ttfc).count == 1
+
+
+def test_tool_call_deltas(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    calls = [{"name": "get_weather", "arguments": '{"city": "Paris", "unit": "c"}'}]
+    openai_server.script(Reply(tool_calls=calls), Reply(tool_calls=calls))
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    litellm.completion(**kwargs(openai_server, tools=tools))
+    chunks = list(litellm.completion(**kwargs(openai_server, tools=tools, stream=True)))
+    assert any(c.choices and c.choices[0].delta.tool_calls for c in chunks)
+    spans = llm_spans(span_capture)
+    assert len(openai_server.requests) == len(spans) == 2
+    assert [s.attributes["gen_ai.response.finish_reasons"] for s in spans] == [
+        ("tool_calls",),
+        ("tool_calls",),
+    ]
+
+
+def test_closed_and_abandoned_streams_end_one_span_each(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    closed = litellm.completion(**kwargs(openai_server, stream=True))
+    next(iter(closed))
+    closed.close()
+    assert len(llm_spans(span_capture)) == 1
+    with litellm.completion(**kwargs(openai_server, stream=True)) as in_with:
+        next(iter(in_with))
+    assert len(llm_spans(span_capture)) == 2
+    abandoned = litellm.completion(**kwargs(openai_server, stream=True))
+    next(iter(abandoned))
+    del abandoned
+    gc.collect()
+    spans = llm_spans(span_capture)
+    assert len(spans) == len(openai_server.requests) == 3
+    assert all(s.status_code == "UNSET" for s in spans)
+    assert all("gen_ai.response.finish_reasons" not in s.attributes for s in spans)
+    assert all(s.attributes["gen_ai.response.time_to_first_chunk"] > 0 for s in spans)
+
+
+async def _astreams(server: OpenAIServer) -> None:
+    closed = await litellm.acompletion(**kwargs(server, stream=True))
+    await closed.__anext__()
+    await closed.aclose()
+    server.script(Reply(disconnect_after=3))
+    cut = await litellm.acompletion(**kwargs(server, stream=True))
+    with pytest.raises(Exception):  # noqa: B017, PT011 - litellm's class varies by version
+        async for _ in cut:
+            pass
+
+
+def test_async_closed_and_cut_streams(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    asyncio.run(_astreams(openai_server))
+    closed, cut = llm_spans(span_capture)
+    assert closed.status_code == "UNSET"
+    assert cut.status_code == "ERROR"
+    assert "error.type" in cut.attributes
+
+
+def azure_kwargs(server: OpenAIServer, **extra: Any) -> dict[str, Any]:
+    """litellm's Azure route, which calls the OpenAI SDK's ``chat.completions.create`` (its
+    OpenAI route posts below the SDK's resources): the case the duplicate guard exists for."""
+    return {
+        "model": "azure/gpt-4o-mini",
+        "messages": MESSAGES,
+        "api_base": f"http://127.0.0.1:{server.port}",
+        "azure_ad_token": server.api_key,  # sent as Authorization: Bearer, as the server wants
+        "api_version": "2024-10-21",
+        "num_retries": 0,
+        "max_retries": 0,
+        **extra,
+    }
+
+
+async def _azure_async(server: OpenAIServer) -> None:
+    await litellm.acompletion(**azure_kwargs(server))
+    async for _ in await litellm.acompletion(**azure_kwargs(server, stream=True)):
+        pass
+
+
+def test_litellm_calling_the_openai_sdk_is_still_one_span(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    litellm.completion(**azure_kwargs(openai_server))
+    list(litellm.completion(**azure_kwargs(openai_server, stream=True)))
+    asyncio.run(_azure_async(openai_server))
+    assert all("/openai/deployments/" in r.path for r in openai_server.requests)
+    spans = llm_spans(span_capture)
+    assert len(spans) == len(openai_server.requests) == 4
+    assert {s.attributes["gen_ai.provider.name"] for s in spans} == {"azure.ai.openai"}
+    assert [s.attributes.get("gen_ai.request.stream", False) for s in spans] == [
+        False,
+        True,
+        False,
+        True,
+    ]
+    durations = span_capture.metrics()["gen_ai.client.operation.duration"]
+    assert histogram_totals(durations).count == 4
