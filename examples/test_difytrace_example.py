@@ -1,7 +1,9 @@
 """Copy me: testing your own instrumented code with the difytrace pytest plugin.
 
 The plugin is active as soon as difytrace is installed (opt out: ``pytest -p no:difytrace``).
-Run with ``pytest examples/test_difytrace_example.py``.
+Run with ``pytest examples/test_difytrace_example.py``; the snapshot test writes
+``examples/snapshots/test_difytrace_example/test_snapshot.json`` on its first run (commit it;
+``pytest --difytrace-update-snapshots`` rewrites it after an intended change).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import sys
 
 from opentelemetry import metrics, trace
 
-from difytrace.testing import S, assert_tree, normalize_trace
+from difytrace import llm_call
+from difytrace.testing import S, assert_genai_valid, assert_tree, wait_for_tree
 
 tracer = trace.get_tracer("my_app")
 latency = metrics.get_meter("my_app").create_histogram("my_app.llm.duration", unit="s")
@@ -51,10 +54,27 @@ def test_metrics(span_capture):
     assert totals.count == 1
 
 
-def test_snapshot(span_capture):
+def test_snapshot(span_capture, trace_snapshot):
     answer("why?")
-    names = [(s["name"], s["parent"]) for s in normalize_trace(span_capture.spans())["spans"]]
-    assert names == [("POST /chat", None), ("retrieve", "s1"), ("chat gpt-4o", "s1")]
+    trace_snapshot(span_capture)  # ids and times normalised: stable from run to run
+
+
+def test_fixed_ids_and_clock(span_capture, deterministic_ids, fixed_clock):
+    with tracer.start_as_current_span("nightly job"):
+        fixed_clock.advance(90)  # pretend the job took a minute and a half
+    (span,) = span_capture.spans()
+    assert span.trace_id == "00000000000000000000000000000001"
+    assert span.start_time_ns == 1_735_689_600_000_000_000  # 2025-01-01T00:00:00Z
+    assert span.duration_s == 90.001  # the clock also moves 1 ms per reading
+
+
+def test_llm_span_follows_the_genai_conventions(span_capture):
+    with llm_call(
+        provider="openai", model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+    ) as call:
+        call.chunk("hello")
+        call.usage(input_tokens=12, output_tokens=3)
+    assert assert_genai_valid(span_capture) == 1  # spans and gen_ai.* metrics, by the registry
 
 
 CHILD = """
@@ -76,6 +96,10 @@ def test_spans_from_another_process(otlp_receiver):
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
         "DIFYTRACE_STRICT": "1",
     }
-    subprocess.run([sys.executable, "-c", CHILD], env=env, check=True, timeout=60)
-    (span,) = otlp_receiver.wait_for(name="child work")
+    child = subprocess.Popen([sys.executable, "-c", CHILD], env=env)
+    try:
+        # Polls until the tree is there (or fails after 60 s, drawing what did arrive).
+        span = wait_for_tree(otlp_receiver, S("child work"), timeout=60)
+    finally:
+        assert child.wait(timeout=60) == 0
     assert span.scope_name == "child"

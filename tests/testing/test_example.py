@@ -1,4 +1,4 @@
-"""The user-facing example file keeps passing."""
+"""The user-facing example file keeps passing, its snapshot included."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "test_difytrace_example.py"
 
 
 def test_example_passes(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_example=EXAMPLE.read_text())
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=4)
+    pytester.makepyfile(test_difytrace_example=EXAMPLE.read_text())
+    first = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    first.assert_outcomes(passed=6)
+    first.stdout.fnmatch_lines(["*difytrace: 1 snapshot file(s) written*"])
+    again = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    again.assert_outcomes(passed=6)
+    snapshot = pytester.path / "snapshots" / "test_difytrace_example" / "test_snapshot.json"
+    committed = EXAMPLE.parent / "snapshots" / "test_difytrace_example" / "test_snapshot.json"
+    assert snapshot.read_text() == committed.read_text()

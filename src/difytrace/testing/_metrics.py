@@ -63,7 +63,14 @@ def _add(a: MetricPoint, b: MetricPoint) -> MetricPoint:
 
 
 def merge_points(points: Iterable[MetricPoint]) -> dict[str, list[MetricPoint]]:
-    """``{metric name: [one point per attribute set]}``, in first-seen order."""
+    """``{metric name: [one point per attribute set]}``, in first-seen order.
+
+    >>> from difytrace.testing import MetricPoint
+    >>> points = [MetricPoint("jobs", "sum", {"q": "a"}, value=v, temporality="delta")
+    ...           for v in (1, 2)]
+    >>> [(p.attributes, p.value) for p in merge_points(points)["jobs"]]
+    [({'q': 'a'}, 3)]
+    """
     merged: dict[tuple[str, tuple[tuple[str, str], ...]], MetricPoint] = {}
     for p in _latest_per_stream(points):
         key = (p.name, _key(p.attributes))
@@ -77,7 +84,13 @@ def merge_points(points: Iterable[MetricPoint]) -> dict[str, list[MetricPoint]]:
 def matching(
     points: Iterable[MetricPoint], attributes: Mapping[str, Any] | None = None
 ) -> list[MetricPoint]:
-    """The points whose attributes include every item of ``attributes``."""
+    """The points whose attributes include every item of ``attributes``.
+
+    >>> from difytrace.testing import MetricPoint
+    >>> points = [MetricPoint("jobs", "sum", {"q": q, "ok": True}, value=1) for q in "ab"]
+    >>> [p.attributes["q"] for p in matching(points, {"q": "b"})]
+    ['b']
+    """
     wanted = dict(attributes or {})
     return [
         p
@@ -89,7 +102,13 @@ def matching(
 def histogram_totals(
     points: Iterable[MetricPoint], attributes: Mapping[str, Any] | None = None
 ) -> HistogramTotals:
-    """Count and sum over the histogram points whose attributes include ``attributes``."""
+    """Count and sum over the histogram points whose attributes include ``attributes``.
+
+    >>> from difytrace.testing import MetricPoint
+    >>> points = [MetricPoint("wait", "histogram", {"q": q}, count=2, sum=0.5) for q in "ab"]
+    >>> histogram_totals(points), histogram_totals(points, {"q": "a"})
+    (HistogramTotals(count=4, sum=1.0), HistogramTotals(count=2, sum=0.5))
+    """
     selected = [
         p for p in matching(points, attributes) if p.kind in ("histogram", "exponential_histogram")
     ]
@@ -99,5 +118,11 @@ def histogram_totals(
 
 
 def sum_value(points: Iterable[MetricPoint], attributes: Mapping[str, Any] | None = None) -> float:
-    """Total of the counter / up-down-counter points whose attributes include ``attributes``."""
+    """Total of the counter / up-down-counter points whose attributes include ``attributes``.
+
+    >>> from difytrace.testing import MetricPoint
+    >>> points = [MetricPoint("sent", "sum", {"to": d}, value=v) for d, v in [("lf", 3), ("ls", 4)]]
+    >>> sum_value(points), sum_value(points, {"to": "ls"})
+    (7, 4)
+    """
     return sum((p.value or 0) for p in matching(points, attributes) if p.kind == "sum")

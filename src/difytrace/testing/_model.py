@@ -23,7 +23,19 @@ MetricKind = Literal["sum", "gauge", "histogram", "exponential_histogram"]
 
 @dataclass(frozen=True)
 class CapturedSpan:
-    """One finished span, with ids as lowercase hex and attribute arrays as tuples."""
+    """One finished span, with ids as lowercase hex and attribute arrays as tuples.
+
+    What ``span_capture.spans()`` and ``OTLPReceiver.spans()`` return. Example:
+
+    >>> from opentelemetry import trace
+    >>> from difytrace.testing import install_global_capture
+    >>> capture = install_global_capture(); capture.clear()
+    >>> with trace.get_tracer("doc").start_as_current_span("job", attributes={"k": [1, 2]}):
+    ...     pass
+    >>> (span,) = capture.spans()
+    >>> span.name, span.kind, span.attributes, span.parent_span_id, len(span.trace_id)
+    ('job', 'INTERNAL', {'k': (1, 2)}, None, 32)
+    """
 
     name: str
     trace_id: str
@@ -43,7 +55,16 @@ class CapturedSpan:
 
     @property
     def duration_s(self) -> float:
-        """End minus start, in seconds."""
+        """End minus start, in seconds.
+
+        >>> from difytrace.testing import use_clock, FakeClock, install_global_capture
+        >>> from opentelemetry import trace
+        >>> capture = install_global_capture(); capture.clear()
+        >>> with use_clock(FakeClock(step=0.25)):
+        ...     trace.get_tracer("doc").start_span("quick").end()
+        >>> capture.spans()[0].duration_s
+        0.25
+        """
         return (self.end_time_ns - self.start_time_ns) / 1e9
 
     def __hash__(self) -> int:
@@ -72,7 +93,15 @@ class MetricPoint:
     """One data point of one metric stream.
 
     ``value`` is set for sums and gauges; ``count``, ``sum``, ``min``, ``max`` and (explicit
-    histograms only) ``bucket_counts`` / ``explicit_bounds`` for histograms.
+    histograms only) ``bucket_counts`` / ``explicit_bounds`` for histograms. Example:
+
+    >>> from opentelemetry import metrics
+    >>> from difytrace.testing import install_global_capture
+    >>> capture = install_global_capture(); capture.clear()
+    >>> metrics.get_meter("doc").create_counter("doc.jobs").add(2, {"queue": "q"})
+    >>> (point,) = capture.metrics()["doc.jobs"]
+    >>> point.kind, point.value, point.attributes, point.temporality
+    ('sum', 2, {'queue': 'q'}, 'delta')
     """
 
     name: str
@@ -95,7 +124,16 @@ class MetricPoint:
 
 @dataclass(frozen=True)
 class HistogramTotals:
-    """Count and sum of a histogram over the points that matched."""
+    """Count and sum of a histogram over the points that matched.
+
+    >>> from opentelemetry import metrics
+    >>> from difytrace.testing import install_global_capture
+    >>> capture = install_global_capture(); capture.clear()
+    >>> latency = metrics.get_meter("doc").create_histogram("doc.latency", unit="s")
+    >>> latency.record(0.5, {"route": "/chat"}); latency.record(1.5, {"route": "/chat"})
+    >>> capture.histogram("doc.latency", {"route": "/chat"})
+    HistogramTotals(count=2, sum=2.0)
+    """
 
     count: int
     sum: float

@@ -41,7 +41,14 @@ _JSON = {"application/json"}
 
 @dataclass(frozen=True)
 class ReceivedRequest:
-    """One export request as received: path, headers (lower-case names), status answered."""
+    """One export request as received: path, headers (lower-case names), status answered.
+
+    Example (an exporter's headers reach the receiver)::
+
+        (request,) = [r for r in otlp_receiver.requests() if r.path == "/v1/traces"]
+        assert request.headers["authorization"] == "Bearer sk-test"
+        assert request.status == 200
+    """
 
     path: str
     headers: dict[str, str]
@@ -49,7 +56,21 @@ class ReceivedRequest:
 
 
 class OTLPReceiver:
-    """An OTLP/HTTP receiver storing what it receives; a context manager (start/stop)."""
+    """An OTLP/HTTP receiver storing what it receives; a context manager (start/stop).
+
+    Example (the ``otlp_receiver`` fixture gives a started one):
+
+    >>> from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    >>> from opentelemetry.sdk.trace import TracerProvider
+    >>> from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    >>> with OTLPReceiver() as receiver:
+    ...     exporter = OTLPSpanExporter(endpoint=receiver.endpoint + "/v1/traces")
+    ...     provider = TracerProvider(shutdown_on_exit=False)
+    ...     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    ...     provider.get_tracer("worker").start_span("process task").end()
+    ...     [span.name for span in receiver.wait_for(name="process task")]
+    ['process task']
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._address = (host, port)
@@ -63,7 +84,13 @@ class OTLPReceiver:
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> OTLPReceiver:
-        """Bind and serve in a daemon thread; returns self."""
+        """Bind and serve in a daemon thread; returns self.
+
+        >>> receiver = OTLPReceiver().start()
+        >>> receiver.endpoint.startswith("http://127.0.0.1:")
+        True
+        >>> receiver.stop()
+        """
         if self._server is None:
             self._server = ThreadingHTTPServer(self._address, _handler_for(self))
             self._server.daemon_threads = True
@@ -78,7 +105,13 @@ class OTLPReceiver:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the socket (what was received stays readable)."""
+        """Stop serving and close the socket (what was received stays readable).
+
+        >>> receiver = OTLPReceiver().start()
+        >>> receiver.stop()
+        >>> receiver.spans()
+        []
+        """
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -100,7 +133,13 @@ class OTLPReceiver:
 
     @property
     def endpoint(self) -> str:
-        """``http://127.0.0.1:<port>``: the OTLP base endpoint (paths are appended)."""
+        """``http://127.0.0.1:<port>``: the OTLP base endpoint (paths are appended).
+
+        Example (a child process exporting here)::
+
+            env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint}
+            subprocess.run(["celery", "-A", "app", "worker", ...], env=env)
+        """
         if self._server is None:
             raise RuntimeError("OTLPReceiver is not started")
         host, port = self._server.server_address[:2]
@@ -108,7 +147,12 @@ class OTLPReceiver:
 
     # --- reading --------------------------------------------------------------------------
     def spans(self) -> list[CapturedSpan]:
-        """Every span received so far, in arrival order."""
+        """Every span received so far, in arrival order.
+
+        Example::
+
+            assert {s.name for s in otlp_receiver.spans()} >= {"POST /chat", "process chat"}
+        """
         return self._store.spans()
 
     def wait_for(
@@ -118,16 +162,35 @@ class OTLPReceiver:
         timeout: float = 10,
         predicate: SpanPredicate | None = None,
     ) -> list[CapturedSpan]:
-        """Wait for ``count`` (default 1) matching spans; AssertionError shows what arrived."""
+        """Wait for ``count`` (default 1) matching spans; AssertionError shows what arrived.
+
+        Example::
+
+            (task,) = otlp_receiver.wait_for(name="process chat_task", timeout=30)
+            llm_spans = otlp_receiver.wait_for(
+                2, predicate=lambda s: "gen_ai.operation.name" in s.attributes
+            )
+        """
         return self._store.wait_for(count, name, timeout, predicate)
 
     def metrics(self) -> dict[str, list[MetricPoint]]:
-        """``{name: one merged point per attribute set}`` (see ``difytrace.testing``)."""
+        """``{name: one merged point per attribute set}`` (see ``difytrace.testing``).
+
+        Example::
+
+            points = otlp_receiver.metrics()["http.server.request.duration"]
+            assert {p.attributes["http.route"] for p in points} == {"/chat"}
+        """
         with self._lock:
             return _metrics.merge_points(self._points)
 
     def raw_points(self) -> list[MetricPoint]:
-        """Every metric point exactly as received, unmerged."""
+        """Every metric point exactly as received, unmerged.
+
+        Example (each export of a cumulative stream is one point)::
+
+            exports = [p for p in otlp_receiver.raw_points() if p.name == "celery.queue.wait"]
+        """
         with self._lock:
             return list(self._points)
 
@@ -141,6 +204,12 @@ class OTLPReceiver:
 
         ``predicate`` gets the merged points, e.g.
         ``lambda points: histogram_totals(points).count >= 3`` for exports still to come.
+        Example::
+
+            otlp_receiver.wait_for_metric(
+                "gen_ai.client.token.usage",
+                predicate=lambda points: histogram_totals(points).count >= 2,
+            )
         """
         __tracebackhide__ = True
 
@@ -165,23 +234,54 @@ class OTLPReceiver:
         name: str,
         attributes: Mapping[str, Any] | None = None,
     ) -> HistogramTotals:
-        """Count and sum of histogram ``name`` over points including ``attributes``."""
+        """Count and sum of histogram ``name`` over points including ``attributes``.
+
+        Example::
+
+            chat = otlp_receiver.histogram("http.server.request.duration", {"http.route": "/chat"})
+            assert chat.count == 3
+        """
         return _metrics.histogram_totals(self.metrics().get(name, []), attributes)
 
     def requests(self) -> list[ReceivedRequest]:
-        """Every request received (to check headers such as ``authorization``)."""
+        """Every request received (to check headers such as ``authorization``).
+
+        >>> import urllib.request
+        >>> with OTLPReceiver() as receiver:
+        ...     try:
+        ...         urllib.request.urlopen(receiver.endpoint + "/v2/nowhere", data=b"")
+        ...     except OSError:
+        ...         pass
+        ...     [(r.path, r.status) for r in receiver.requests()]
+        [('/v2/nowhere', 404)]
+        """
         with self._lock:
             return list(self._requests)
 
     def clear(self) -> None:
-        """Forget everything received."""
+        """Forget everything received.
+
+        Example (a session-scoped receiver, between tests)::
+
+            otlp_receiver_session.clear()
+        """
         self._store.clear()
         with self._lock:
             self._points.clear()
             self._requests.clear()
 
     def fail_next(self, status: int, times: int = 1) -> None:
-        """Answer the next ``times`` export requests with ``status`` (to test retries)."""
+        """Answer the next ``times`` export requests with ``status`` (to test retries).
+
+        >>> import urllib.error, urllib.request
+        >>> with OTLPReceiver() as receiver:
+        ...     receiver.fail_next(503)
+        ...     try:
+        ...         urllib.request.urlopen(receiver.endpoint + "/v1/traces", data=b"")
+        ...     except urllib.error.HTTPError as error:
+        ...         error.code
+        503
+        """
         with self._lock:
             self._forced.extend([status] * times)
 

@@ -13,7 +13,14 @@ def reset_configuration(*, uninstrument: bool = False) -> list[str]:
     The global tracer and meter providers stay in place (OpenTelemetry sets them once per
     process). With ``uninstrument=True`` every difytrace instrumentor that is instrumented is
     uninstrumented too (modules not imported yet are left alone). Returns the names of the
-    instrumentors undone.
+    instrumentors undone. Example::
+
+        def test_configure_with_sampling(span_capture):
+            try:
+                difytrace.configure(enabled=True, exporter="none", sampling_rate=0.5)
+                ...
+            finally:
+                reset_configuration(uninstrument=True)
     """
     with bootstrap._LOCK:
         bootstrap._STATE.settings = None

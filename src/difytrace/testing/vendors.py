@@ -51,7 +51,12 @@ _DOTTED = re.compile(r"^(\d{8}T\d{6}\d{6})Z([0-9a-f-]{36})$")
 
 @dataclass
 class Fault:
-    """One injected answer: a status (0 = answer normally), Retry-After, latency."""
+    """One injected answer: a status (0 = answer normally), Retry-After, latency.
+
+    Example::
+
+        fake_langfuse.chaos(0.15, (Fault(503), Fault(429, retry_after="1"), Fault(0, delay_s=2)))
+    """
 
     status: int = 0
     retry_after: str | None = None
@@ -60,7 +65,13 @@ class Fault:
 
 @dataclass
 class Write:
-    """One accepted entity write: who sent it (credential label) and its fields."""
+    """One accepted entity write: who sent it (credential label) and its fields.
+
+    Example::
+
+        write = fake_langsmith.entities[("tenant-a", run_id)]
+        assert write.entity["run_type"] == "llm"
+    """
 
     tenant: str
     entity: dict[str, Any]
@@ -74,7 +85,15 @@ class _Chaos:
 
 
 class FakeVendor:
-    """HTTP server basics shared by the fakes: auth table, faults, entity store."""
+    """HTTP server basics shared by the fakes: auth table, faults, entity store.
+
+    ``credentials`` maps the credential as the auth header carries it to a tenant label;
+    ``validate=False`` accepts any payload. Example:
+
+    >>> with FakeLangSmith({"ls-key": "tenant-a"}) as langsmith:
+    ...     langsmith.endpoint.startswith("http://127.0.0.1:"), langsmith.ids()
+    (True, set())
+    """
 
     def __init__(self, credentials: dict[str, str] | None = None, *, validate: bool = True) -> None:
         #: credential (as the auth header carries it) → tenant label
@@ -97,7 +116,13 @@ class FakeVendor:
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> FakeVendor:
-        """Serve on an ephemeral loopback port in a daemon thread."""
+        """Serve on an ephemeral loopback port in a daemon thread.
+
+        >>> vendor = FakeLangfuse().start()
+        >>> vendor.endpoint.startswith("http://127.0.0.1:")
+        True
+        >>> vendor.stop()
+        """
         self._server = _QuietServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         threading.Thread(
@@ -106,7 +131,11 @@ class FakeVendor:
         return self
 
     def stop(self) -> None:
-        """Stop serving."""
+        """Stop serving.
+
+        >>> vendor = FakeLangfuse().start()
+        >>> vendor.stop()
+        """
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -120,7 +149,13 @@ class FakeVendor:
 
     @property
     def endpoint(self) -> str:
-        """``http://127.0.0.1:<port>``."""
+        """``http://127.0.0.1:<port>``.
+
+        Example (a Langfuse destination of ops_trace pointed at it)::
+
+            {"kind": "langfuse", "host": fake_langfuse.endpoint,
+             "public_key": "pk-lf-1", "secret_key": "sk-lf-1"}
+        """
         assert self._server is not None, "server not started"
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
@@ -128,17 +163,32 @@ class FakeVendor:
     def fail(
         self, status: int, times: int = 1, *, retry_after: str | None = None, delay_s: float = 0.0
     ) -> None:
-        """Answer the next ``times`` requests with ``status`` (after ``delay_s``)."""
+        """Answer the next ``times`` requests with ``status`` (after ``delay_s``).
+
+        Example::
+
+            fake_langfuse.fail(429, times=2, retry_after="1")   # then answers normally
+        """
         with self._lock:
             self._faults.extend(Fault(status, retry_after, delay_s) for _ in range(times))
 
     def delay(self, delay_s: float, times: int = 1) -> None:
-        """Answer the next ``times`` requests normally but late (client timeouts)."""
+        """Answer the next ``times`` requests normally but late (client timeouts).
+
+        Example::
+
+            fake_langsmith.delay(5.0)   # longer than DIFYTRACE_OPS_TRACE_HTTP_TIMEOUT_MS
+        """
         with self._lock:
             self._faults.extend(Fault(0, None, delay_s) for _ in range(times))
 
     def chaos(self, rate: float, faults: tuple[Fault, ...], seed: int = 0) -> None:
-        """Answer a random ``rate`` share of requests with one of ``faults`` (seeded)."""
+        """Answer a random ``rate`` share of requests with one of ``faults`` (seeded).
+
+        Example::
+
+            fake_langfuse.chaos(0.2, (Fault(500), Fault(503, retry_after="0")), seed=7)
+        """
         with self._lock:
             self._chaos = _Chaos(rate, faults, random.Random(seed))
 
@@ -165,12 +215,24 @@ class FakeVendor:
             self.rejected.append((entity_id, why))
 
     def ids(self, tenant: str | None = None) -> set[str]:
-        """Ids of the entities stored (for one tenant label, or all)."""
+        """Ids of the entities stored (for one tenant label, or all).
+
+        Example::
+
+            assert fake_langfuse.ids("tenant-a") == {span_id_of_the_llm_node}
+            assert fake_langfuse.ids("tenant-b") == set()      # no cross-tenant leak
+        """
         with self._lock:
             return {i for t, i in self.entities if tenant is None or t == tenant}
 
     def by_tenant(self) -> dict[str, list[dict[str, Any]]]:
-        """Stored entities per tenant label."""
+        """Stored entities per tenant label.
+
+        Example::
+
+            runs = fake_langsmith.by_tenant()["tenant-a"]
+            assert {r["name"] for r in runs} == {"chatflow", "llm"}
+        """
         out: dict[str, list[dict[str, Any]]] = {}
         with self._lock:
             for write in self.entities.values():
@@ -178,7 +240,12 @@ class FakeVendor:
         return out
 
     def wait_for(self, predicate: Callable[[FakeVendor], bool], timeout: float = 10) -> None:
-        """Block until ``predicate(self)`` holds; AssertionError after ``timeout`` seconds."""
+        """Block until ``predicate(self)`` holds; AssertionError after ``timeout`` seconds.
+
+        Example::
+
+            fake_langfuse.wait_for(lambda v: "tenant-b" in v.by_tenant(), timeout=30)
+        """
         deadline = time.monotonic() + timeout
         while not predicate(self):
             left = deadline - time.monotonic()
@@ -191,18 +258,36 @@ class FakeVendor:
                 self._changed.wait(min(left, 0.1))
 
     def wait_for_count(self, count: int, timeout: float = 10) -> None:
-        """Block until at least ``count`` entities are stored."""
+        """Block until at least ``count`` entities are stored.
+
+        Example::
+
+            ops_trace.submit(record)
+            fake_langsmith.wait_for_count(3, timeout=30)   # the run and its two child runs
+        """
         self.wait_for(lambda v: len(v.entities) >= count, timeout)
 
     # --- request handling (subclasses) --------------------------------------------------
     def tenant_of(self, headers: Any) -> str | None:
-        """The tenant label of the request's credential, None when unknown."""
+        """The tenant label of the request's credential, None when unknown.
+
+        >>> FakeLangSmith({"ls-key": "tenant-a"}).tenant_of({"x-api-key": "ls-key"})
+        'tenant-a'
+        """
         raise NotImplementedError
 
     def handle(
         self, path: str, headers: Any, body: bytes, tenant: str
     ) -> tuple[int, bytes, str, int]:
-        """Answer a request: (status, body, content type, items carried)."""
+        """Answer a request: (status, body, content type, items carried).
+
+        Example (a subclass for another vendor)::
+
+            class FakeVendorX(FakeVendor):
+                def handle(self, path, headers, body, tenant):
+                    self._accept(tenant, json.loads(body)["id"], json.loads(body))
+                    return 200, b"{}", "json", 1
+        """
         raise NotImplementedError
 
     def _serve(self, path: str, headers: Any, body: bytes) -> tuple[int, bytes, str, Fault | None]:
@@ -224,7 +309,11 @@ class FakeVendor:
         return status, out, ctype, fault
 
     def lookup(self, path: str, tenant: str) -> tuple[int, Any]:
-        """Answer a read-only GET: (status, JSON value)."""
+        """Answer a read-only GET: (status, JSON value).
+
+        >>> FakeVendor().lookup("/anything", "tenant-a")
+        (404, {'detail': 'not found'})
+        """
         return 404, {"detail": "not found"}
 
     def _serve_get(self, path: str, headers: Any) -> tuple[int, bytes]:
@@ -307,23 +396,62 @@ def _any(value: Any) -> Any:  # an OTLP AnyValue as a Python value
 
 
 class FakeLangfuse(FakeVendor):
-    """Langfuse's OTLP and ingestion endpoints; credentials keyed by the Basic auth value."""
+    """Langfuse's OTLP and ingestion endpoints; credentials keyed by the Basic auth value.
+
+    Example (the ``fake_langfuse`` fixture gives a started one):
+
+    >>> import json, urllib.request
+    >>> with FakeLangfuse() as langfuse:
+    ...     langfuse.add_project("pk-lf-1", "sk-lf-1", "tenant-a")
+    ...     event = {"id": "e1", "type": "trace-create", "timestamp": "2025-01-01T00:00:00Z",
+    ...              "body": {"id": "trace-1", "name": "chat"}}
+    ...     request = urllib.request.Request(
+    ...         langfuse.endpoint + "/api/public/ingestion",
+    ...         json.dumps({"batch": [event]}).encode(),
+    ...         {"Authorization": basic_auth("pk-lf-1", "sk-lf-1")},
+    ...     )
+    ...     urllib.request.urlopen(request).status, langfuse.ids("tenant-a")
+    (207, {'trace:trace-1'})
+    """
 
     def tenant_of(self, headers: Any) -> str | None:
-        """Tenant label of the Basic credential."""
+        """Tenant label of the Basic credential.
+
+        >>> langfuse = FakeLangfuse()
+        >>> langfuse.add_project("pk", "sk", "tenant-a")
+        >>> langfuse.tenant_of({"Authorization": basic_auth("pk", "sk")})
+        'tenant-a'
+        """
         return self.credentials.get(headers.get("Authorization", ""))
 
     def add_project(self, public_key: str, secret_key: str, label: str) -> None:
-        """Accept this key pair, as project ``label``."""
+        """Accept this key pair, as project ``label``.
+
+        >>> langfuse = FakeLangfuse()
+        >>> langfuse.add_project("pk-lf-1", "sk-lf-1", "tenant-a")
+        >>> list(langfuse.credentials.values())
+        ['tenant-a']
+        """
         self.credentials[basic_auth(public_key, secret_key)] = label
 
     @staticmethod
     def project_id(label: str) -> str:
-        """The project id ``GET /api/public/projects`` answers for project ``label``."""
+        """The project id ``GET /api/public/projects`` answers for project ``label``.
+
+        >>> FakeLangfuse.project_id("tenant-a") == FakeLangfuse.project_id("tenant-a")
+        True
+        >>> FakeLangfuse.project_id("tenant-a").startswith("proj-")
+        True
+        """
         return "proj-" + uuid.uuid5(uuid.NAMESPACE_URL, label).hex[:12]
 
     def lookup(self, path: str, tenant: str) -> tuple[int, Any]:
-        """``GET /api/public/projects``: the one project of the key pair."""
+        """``GET /api/public/projects``: the one project of the key pair.
+
+        >>> status, answer = FakeLangfuse().lookup("/api/public/projects", "tenant-a")
+        >>> status, answer["data"][0]["name"]
+        (200, 'tenant-a')
+        """
         if path == "/api/public/projects":
             return 200, {"data": [{"id": self.project_id(tenant), "name": tenant}]}
         return 404, {"message": "not found"}
@@ -331,7 +459,11 @@ class FakeLangfuse(FakeVendor):
     def handle(
         self, path: str, headers: Any, body: bytes, tenant: str
     ) -> tuple[int, bytes, str, int]:
-        """OTLP: 200 then validate; ingestion: 207 with per-event results."""
+        """OTLP: 200 then validate; ingestion: 207 with per-event results.
+
+        >>> FakeLangfuse().handle("/api/public/ingestion", {}, b'{"batch": []}', "tenant-a")
+        (207, b'{"successes": [], "errors": []}', 'json', 0)
+        """
         if path == "/api/public/otel/v1/traces":
             return self._otlp(headers, body, tenant)
         if path == "/api/public/ingestion":
@@ -457,23 +589,50 @@ class FakeLangSmith(FakeVendor):
 
     With :attr:`conflict_on_existing`, a post of a run that is already stored answers 409
     ("payloads already received") and stores none of the request: the strictest reading of
-    the API, which does not say what happens to the other runs of the request.
+    the API, which does not say what happens to the other runs of the request. Example (the
+    ``fake_langsmith`` fixture gives a started one):
+
+    >>> import json, urllib.request, uuid
+    >>> run_id = str(uuid.UUID(int=1))
+    >>> run = {"id": run_id, "trace_id": run_id, "name": "chat", "run_type": "llm",
+    ...        "start_time": "2025-01-01T00:00:00Z",
+    ...        "dotted_order": f"20250101T000000000000Z{run_id}"}
+    >>> with FakeLangSmith({"ls-key": "tenant-a"}) as langsmith:
+    ...     request = urllib.request.Request(
+    ...         langsmith.endpoint + "/runs/batch", json.dumps({"post": [run]}).encode(),
+    ...         {"x-api-key": "ls-key"},
+    ...     )
+    ...     urllib.request.urlopen(request).status, langsmith.ids("tenant-a")
+    (202, {'00000000-0000-0000-0000-000000000001'})
     """
 
     conflict_on_existing = False
 
     @staticmethod
     def org_id(tenant: str) -> str:
-        """The organisation (LangSmith "tenant") id of a credential label."""
+        """The organisation (LangSmith "tenant") id of a credential label.
+
+        >>> FakeLangSmith.org_id("tenant-a") == FakeLangSmith.org_id("tenant-a")
+        True
+        """
         return str(uuid.uuid5(uuid.NAMESPACE_URL, "org:" + tenant))
 
     @staticmethod
     def project_id(tenant: str, name: str) -> str:
-        """The project (session) id of project ``name`` of a credential label."""
+        """The project (session) id of project ``name`` of a credential label.
+
+        >>> a, b = FakeLangSmith.project_id("t", "bot"), FakeLangSmith.project_id("t", "other")
+        >>> a != b, len(a)
+        (True, 36)
+        """
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"project:{tenant}:{name}"))
 
     def lookup(self, path: str, tenant: str) -> tuple[int, Any]:
-        """``GET /sessions?name=``: the project once a run of it was ingested, else []."""
+        """``GET /sessions?name=``: the project once a run of it was ingested, else [].
+
+        >>> FakeLangSmith().lookup("/sessions?name=support-bot", "tenant-a")
+        (200, [])
+        """
         parts = urllib.parse.urlsplit(path)
         if parts.path != "/sessions":
             return 404, {"detail": "not found"}
@@ -489,13 +648,22 @@ class FakeLangSmith(FakeVendor):
         return 200, [{**project, "tenant_id": self.org_id(tenant)}]
 
     def tenant_of(self, headers: Any) -> str | None:
-        """Tenant label of the API key."""
+        """Tenant label of the API key.
+
+        >>> FakeLangSmith({"ls-key": "tenant-a"}).tenant_of({"x-api-key": "nope"}) is None
+        True
+        """
         return self.credentials.get(headers.get("x-api-key", ""))
 
     def handle(
         self, path: str, headers: Any, body: bytes, tenant: str
     ) -> tuple[int, bytes, str, int]:
-        """``/runs/batch`` (JSON) and ``/runs/multipart``; 422 when a run is invalid."""
+        """``/runs/batch`` (JSON) and ``/runs/multipart``; 422 when a run is invalid.
+
+        >>> bad = b'{"post": [{"id": "not-a-uuid"}]}'
+        >>> FakeLangSmith().handle("/runs/batch", {}, bad, "tenant-a")[:2]
+        (422, b'{"detail": ["id and trace_id must be UUIDs"]}')
+        """
         try:
             if path == "/runs/batch":
                 data = json.loads(body)
@@ -573,24 +741,49 @@ def _multipart_runs(content_type: str, body: bytes) -> list[dict[str, Any]]:
 
 
 def basic_auth(public_key: str, secret_key: str) -> str:
-    """The ``Authorization`` header value Langfuse expects."""
+    """The ``Authorization`` header value Langfuse expects.
+
+    >>> basic_auth("pk-lf-1", "sk-lf-1")
+    'Basic cGstbGYtMTpzay1sZi0x'
+    """
     return "Basic " + base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
 
 
 def new_key() -> str:
-    """A random credential for tests."""
+    """A random credential for tests.
+
+    >>> len(new_key()), new_key() != new_key()
+    (32, True)
+    """
     return uuid.uuid4().hex
 
 
 @pytest.fixture
 def fake_langfuse() -> Iterator[Any]:
-    """A started :class:`FakeLangfuse`; add credentials with ``.credentials[...] = label``."""
+    """A started :class:`FakeLangfuse`; add credentials with ``.credentials[...] = label``.
+
+    Example::
+
+        def test_delivery(fake_langfuse):
+            fake_langfuse.add_project("pk-lf-1", "sk-lf-1", "tenant-a")
+            ...  # route tenant-a to {"kind": "langfuse", "host": fake_langfuse.endpoint, ...}
+            fake_langfuse.wait_for_count(1, timeout=30)
+            assert fake_langfuse.rejected == []
+    """
     with FakeLangfuse() as server:
         yield server
 
 
 @pytest.fixture
 def fake_langsmith() -> Iterator[Any]:
-    """A started :class:`FakeLangSmith`; add API keys with ``.credentials[key] = label``."""
+    """A started :class:`FakeLangSmith`; add API keys with ``.credentials[key] = label``.
+
+    Example::
+
+        def test_delivery(fake_langsmith):
+            fake_langsmith.credentials["ls-key"] = "tenant-a"
+            ...  # route tenant-a to {"kind": "langsmith", "endpoint": fake_langsmith.endpoint, ...}
+            fake_langsmith.wait_for_count(1, timeout=30)
+    """
     with FakeLangSmith() as server:
         yield server
