@@ -34,6 +34,7 @@ def test_context_manager_reports_stream_usage_and_response(
     assert a["gen_ai.response.model"] == "gpt-4o-2024-08-06"
     assert a["gen_ai.usage.reasoning.output_tokens"] == 10
     assert a["gen_ai.response.time_to_first_chunk"] >= 0
+    assert a["gen_ai.request.stream"] is True  # chunks reported: a stream, though not declared
     assert json.loads(a["langfuse.observation.usage_details"]) == {
         "input": 20,
         "input_cached_tokens": 100,

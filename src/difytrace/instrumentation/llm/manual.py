@@ -173,7 +173,9 @@ class LLMCall:
         inv = self._inv
         if inv is None:
             return
-        inv.stream = True
+        if not inv.stream:  # chunks make it a stream even if not declared: say so on the span
+            inv.stream = True
+            inv.span.set_attribute(g.REQUEST_STREAM, True)
         inv.mark_chunk(text)
         if text and inv.capture_content:
             self._text.append(text)
