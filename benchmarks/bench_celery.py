@@ -26,6 +26,8 @@ from typing import Any
 
 from celery import Celery
 
+import instructions
+
 HERE = Path(__file__).parent
 BROKER = os.environ.get("BENCH_CELERY_BROKER", "redis://127.0.0.1:6379/11")
 VARIANTS = ("bare", "contrib", "difytrace")
@@ -170,6 +172,53 @@ def child_inproc(variant: str) -> dict[str, float]:
     }
 
 
+def child_count(variant: str, path: str, operations: int) -> None:
+    """For :mod:`instructions`: the in-process ``path`` (publish or run), ``operations`` times
+    after the set-up and warm-up of :func:`child_inproc`."""
+    setup_variant(variant)
+    local = Celery("bench_inproc", broker="memory://", set_as_current=False)
+    local.conf.task_default_queue = "bench-inproc"
+
+    def inproc() -> None:
+        """Nothing: only the instrumented path is counted."""
+
+    task = local.task(name="bench.inproc", ignore_result=True)(inproc)
+    call = task.apply_async if path == "publish" else task.apply
+    for _ in range(WARMUP):
+        call()
+    for _ in range(operations):
+        call()
+    if variant != "bare":
+        from opentelemetry import trace
+
+        trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
+
+
+def measure_instructions() -> dict[str, dict[str, float]]:
+    """Instructions per in-process publish and run of every variant (valgrind; {} without)."""
+    if not instructions.available():
+        return {}
+    found: dict[str, dict[str, float]] = {}
+    for variant in VARIANTS:
+        env = _env(variant, "-", "client")
+        found[variant] = {
+            f"{path}_instr": instructions.per_operation(
+                lambda n, path=path, variant=variant: [
+                    sys.executable,
+                    str(Path(__file__)),
+                    "--child",
+                    "count",
+                    variant,
+                    path,
+                    str(n),
+                ],
+                env=env,
+            )
+            for path in ("publish", "run")
+        }
+    return found
+
+
 # --- orchestration ---------------------------------------------------------------------------
 
 
@@ -273,6 +322,29 @@ def table_inproc(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(rows)
 
 
+def table_instructions(results: dict[str, dict[str, float]]) -> str:
+    """Thousands of instructions per in-process publish and run, and the overhead ratios."""
+    bare = results["bare"]
+    rows = [
+        "| variant | publish k instr | added | run k instr | added |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    added = {}
+    for variant in VARIANTS:
+        r = results[variant]
+        pub = r["publish_instr"] - bare["publish_instr"]
+        run = r["run_instr"] - bare["run_instr"]
+        added[variant] = (pub, run)
+        extra = ("-", "-") if variant == "bare" else (f"+{pub / 1000:.0f}", f"+{run / 1000:.0f}")
+        rows.append(
+            f"| {variant} | {r['publish_instr'] / 1000:.0f} | {extra[0]} | "
+            f"{r['run_instr'] / 1000:.0f} | {extra[1]} |"
+        )
+    (cp, cr), (dp, dr) = added["contrib"], added["difytrace"]
+    rows.append(f"| **difytrace / contrib added** | | **{dp / cp:.2f}** | | **{dr / cr:.2f}** |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     """Measure every variant ``REPEATS`` times, interleaved, and print the table."""
     import tempfile
@@ -299,10 +371,17 @@ def main() -> None:
         f"best of {INPROC_REPEATS} interleaved runs:\n"
     )
     print(table_inproc(quiet))
+    counted = measure_instructions()
+    if counted:
+        print("\nThe same in-process paths in instructions (valgrind; load cannot move them):\n")
+        print(table_instructions(counted))
 
 
 def _child(argv: list[str]) -> None:
     kind, variant, queue, *rest = argv
+    if kind == "count":
+        child_count(variant, queue, int(rest[0]))
+        return
     if kind == "publish":
         result = child_publish(variant, queue)
     elif kind == "inproc":

@@ -9,7 +9,8 @@ so the batch processor's thread counts too) over ``--requests`` requests after a
 best of ``--rounds`` rounds taken in turns with the other variants (see :func:`main`). The
 contrib instrumentor runs with ``OTEL_SEMCONV_STABILITY_OPT_IN=http`` so that both sides emit
 the same stable HTTP attributes. Compare the ratios, not the absolute figures, across
-machines.
+machines. With valgrind installed, each variant's instructions per request are counted too
+(:mod:`instructions`): the figure machine load cannot move.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+import instructions
 
 #: variant name → (label, instrumentation, with metrics, path requested)
 VARIANTS: dict[str, tuple[str, str, bool, str]] = {
@@ -142,6 +145,36 @@ def serve_variant(name: str, requests: int) -> None:
         print((time.process_time() - start) / requests * 1e6, flush=True)
 
 
+def count_variant(name: str, requests: int) -> None:
+    """Child process for :mod:`instructions`: set up, warm up, ``requests`` requests, exit."""
+    _, instrumentation, with_metrics, path = VARIANTS[name]
+    if instrumentation != "none":
+        _providers(with_metrics)
+    one = _request(_app(instrumentation), path)
+    for _ in range(300):
+        one()
+    for _ in range(requests):
+        one()
+    if instrumentation != "none":
+        from opentelemetry import trace
+
+        trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
+
+
+def measure_instructions() -> dict[str, float]:
+    """Instructions per request of every variant (valgrind; empty without it)."""
+    if not instructions.available():
+        return {}
+    env = dict(os.environ, OTEL_SEMCONV_STABILITY_OPT_IN="http", DIFYTRACE_STRICT="1")
+    return {
+        name: instructions.per_operation(
+            lambda n, name=name: [sys.executable, __file__, "--variant", name, "--count", str(n)],
+            env=env,
+        )
+        for name in VARIANTS
+    }
+
+
 def _calls_per_request(one: Callable[[], None], requests: int = 200) -> float:
     # Function calls seen by cProfile: a second figure that machine load cannot move.
     import cProfile
@@ -205,9 +238,11 @@ def measure(requests: int, rounds: int) -> tuple[dict[str, float], dict[str, flo
             child.stop()
 
 
-def table(results: dict[str, float], calls: dict[str, float]) -> str:
-    """The markdown table: CPU µs and function calls per request, each as overhead over bare
-    Flask and against the contrib instrumentor's overhead."""
+def table(
+    results: dict[str, float], calls: dict[str, float], instr: dict[str, float] | None = None
+) -> str:
+    """The markdown table: CPU µs, instructions (when valgrind is there) and function calls per
+    request, each as overhead over bare Flask and against the contrib instrumentor's."""
     baseline = {
         "difytrace": "upstream",
         "difytrace_metrics": "upstream_metrics",
@@ -220,17 +255,20 @@ def table(results: dict[str, float], calls: dict[str, float]) -> str:
             return extra, ""
         return extra, f"{extra / (figures[baseline[name]] - figures['bare']):.2f}x"
 
-    rows = [
-        "| variant | µs/request | added µs | vs contrib | calls/req | added calls | vs contrib |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    header = "| variant | µs/request | added µs | vs contrib |"
+    rule = "| --- | ---: | ---: | ---: |"
+    if instr:
+        header += " added k instr | vs contrib |"
+        rule += " ---: | ---: |"
+    rows = [header + " added calls | vs contrib |", rule + " ---: | ---: |"]
     for name, us in results.items():
         extra_us, ratio_us = added(results, name)
         extra_calls, ratio_calls = added(calls, name)
-        rows.append(
-            f"| {VARIANTS[name][0]} | {us:.1f} | {extra_us:.1f} | {ratio_us} "
-            f"| {calls[name]:.0f} | {extra_calls:.0f} | {ratio_calls} |"
-        )
+        row = f"| {VARIANTS[name][0]} | {us:.1f} | {extra_us:.1f} | {ratio_us} |"
+        if instr:
+            extra_instr, ratio_instr = added(instr, name)
+            row += f" {extra_instr / 1000:.0f} | {ratio_instr} |"
+        rows.append(row + f" {extra_calls:.0f} | {ratio_calls} |")
     return "\n".join(rows)
 
 
@@ -246,11 +284,15 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args([] if argv is None and __name__ != "__main__" else argv)
+    if args.variant and args.count is not None:
+        count_variant(args.variant, args.count)
+        return ""
     if args.variant:
         serve_variant(args.variant, args.requests)
         return ""
-    text = table(*measure(args.requests, args.rounds))
+    text = table(*measure(args.requests, args.rounds), measure_instructions())
     print(text)
     return text
 

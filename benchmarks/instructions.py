@@ -1,0 +1,57 @@
+"""Instructions per operation, counted by valgrind: a figure other processes cannot move.
+
+CPU time on a shared 2-core machine swings by tens of percent with the load of whatever else
+runs. valgrind's cachegrind (``--cache-sim=no``) counts the instructions a process executes,
+every thread included, and gives the same count run after run. The cost of one operation is
+``(count(n) - count(0)) / n``: both runs do the same imports, set-up and warm-up, so only the
+``n`` operations differ. Instructions are not time (cache misses, syscalls and sleeping are
+not in them), so this is the second figure beside CPU time, not a replacement.
+
+A benchmark child that supports it takes ``--count N``: set up, warm up, run ``N`` operations,
+exit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+
+_I_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+def available() -> bool:
+    """Whether valgrind is installed (the column is left out otherwise)."""
+    return shutil.which("valgrind") is not None
+
+
+def count(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
+    """Instructions executed by ``argv`` (all its threads), under cachegrind."""
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            "--cachegrind-out-file=/dev/null",
+            *argv,
+        ],
+        env=dict(os.environ if env is None else env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = _I_REFS.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"{' '.join(argv)} failed under valgrind:\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def per_operation(
+    argv_for: Callable[[int], Sequence[str]],
+    operations: int = 1000,
+    env: Mapping[str, str] | None = None,
+) -> float:
+    """Instructions of one operation: ``argv_for(n)`` runs ``n`` of them after its set-up."""
+    return (count(argv_for(operations), env) - count(argv_for(0), env)) / operations
