@@ -116,6 +116,7 @@ def test_trace_snapshot_file_lifecycle(
     pytester.makepyfile(test_app=_USER_SNAPSHOT)
     snapshot = pytester.path / "snapshots" / "test_app" / "test_chat.json"
     args = ("-p", "no:cacheprovider", "-p", "no:randomly")
+    monkeypatch.delenv("CI", raising=False)
 
     first = pytester.runpytest_inprocess(*args)
     first.assert_outcomes(passed=1)
@@ -167,3 +168,19 @@ def test_two_snapshots_in_one_test_get_their_own_files(tmp_path: Path) -> None:
         "test_x_a_b.3.json",
         "test_x_a_b.json",
     ]
+
+
+def test_a_missing_snapshot_fails_under_ci(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On CI a snapshot that was never committed must fail, not be written and pass."""
+    pytester.makepyfile(test_app=_USER_SNAPSHOT)
+    snapshot = pytester.path / "snapshots" / "test_app" / "test_chat.json"
+    args = ("-p", "no:cacheprovider", "-p", "no:randomly")
+    monkeypatch.setenv("CI", "true")
+    missing = pytester.runpytest_inprocess(*args)
+    missing.assert_outcomes(failed=1)
+    missing.stdout.fnmatch_lines([f"*snapshot {snapshot} is missing and CI is set*"])
+    assert not snapshot.exists()
+    pytester.runpytest_inprocess(*args, "--difytrace-update-snapshots").assert_outcomes(passed=1)
+    pytester.runpytest_inprocess(*args).assert_outcomes(passed=1)  # committed: compared

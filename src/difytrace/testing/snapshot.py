@@ -136,10 +136,14 @@ def snapshot_text(data: Any) -> str:
         raise TypeError(f"snapshot data is not JSON-serialisable: {exc}") from None
 
 
-def assert_snapshot(data: Any, path: str | Path, *, update: bool = False) -> bool:
+def assert_snapshot(
+    data: Any, path: str | Path, *, update: bool = False, create: bool = True
+) -> bool:
     """Compare ``data`` with the JSON file at ``path``; write the file if missing or ``update``.
 
-    Returns True when the file was written. On a difference the AssertionError shows a
+    With ``create=False`` (the plugin's choice when the ``CI`` variable is set) a missing file
+    fails instead: a snapshot never committed would otherwise pass on every CI run, proving
+    nothing. Returns True when the file was written. On a difference the AssertionError shows a
     unified diff (``-`` the file, ``+`` this run). The file may be edited by hand: it is
     compared by content, not by formatting. Example:
 
@@ -157,6 +161,11 @@ def assert_snapshot(data: Any, path: str | Path, *, update: bool = False) -> boo
     __tracebackhide__ = True
     path = Path(path)
     actual = snapshot_text(data)
+    if not update and not create and not path.exists():
+        raise AssertionError(
+            f"snapshot {path} is missing and CI is set: run the test locally (it writes the "
+            "file) and commit it"
+        )
     if update or not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(actual, encoding="utf-8")
@@ -181,19 +190,23 @@ class TraceSnapshot:
     """The ``trace_snapshot`` fixture: ``trace_snapshot(span_capture)`` normalises the trace
     and compares it with ``snapshots/<test module>/<test name>.json`` beside the test file.
 
-    The file is written on the first run and with ``pytest --difytrace-update-snapshots``;
-    a second call in the same test uses ``<test name>.2.json`` (or pass ``name=``). Keyword
-    arguments go to :func:`normalize_trace`. Example::
+    The file is written on the first run (not when the ``CI`` variable is set: there a missing
+    file fails) and with ``pytest --difytrace-update-snapshots``; a second call in the same test
+    uses ``<test name>.2.json`` (or pass ``name=``). Keyword arguments go to
+    :func:`normalize_trace`. Example::
 
         def test_chat_trace(client, span_capture, trace_snapshot, deterministic_ids):
             client.post("/chat", json={"query": "hi"})
             trace_snapshot(span_capture, ignore_attributes={"user_agent.original"})
     """
 
-    def __init__(self, directory: Path, test_name: str, *, update: bool = False) -> None:
+    def __init__(
+        self, directory: Path, test_name: str, *, update: bool = False, create: bool = True
+    ) -> None:
         self.directory = directory
         self.test_name = re.sub(r"[^\w.-]+", "_", test_name).strip("_")
         self.update = update
+        self.create = create
         #: Files written during this test (reported at the end of the session).
         self.written: list[Path] = []
         self._calls = 0
@@ -217,6 +230,6 @@ class TraceSnapshot:
         path = self.path(name)
         self._calls += 1
         data = normalize_trace(source, **normalize)
-        if assert_snapshot(data, path, update=self.update):
+        if assert_snapshot(data, path, update=self.update, create=self.create):
             self.written.append(path)
         return data
