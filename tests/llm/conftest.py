@@ -96,5 +96,6 @@ def _genai_conformance() -> Iterator[None]:
         return
     capture = install_global_capture()
     reg = registry(_LAST_MODE[-1])
-    problems = reg.check_spans(capture.spans()) + reg.check_metrics(capture.metrics())
+    spans = capture.spans()
+    problems = reg.check_spans(spans) + reg.check_metrics(capture.metrics(), spans=spans)
     assert problems == [], "\n".join(problems)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from difytrace.scrub import Scrubber
-from difytrace.testing import CapturedSpan, SpanCapture, histogram_totals
+from difytrace.testing import CapturedSpan, SpanCapture, assert_genai_valid, histogram_totals
 from difytrace.testing.openai_server import OpenAIServer, Reply
 
 from .conftest import LLMSetup
@@ -305,3 +305,22 @@ def test_litellm_calling_the_openai_sdk_is_still_one_span(
     ]
     durations = span_capture.metrics()["gen_ai.client.operation.duration"]
     assert histogram_totals(durations).count == 4
+
+
+def test_calls_with_request_parameters_satisfy_their_conditional_attributes(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    # n, seed, an output format and a stream make attributes conditionally required; the
+    # request bodies litellm really sent decide them.
+    litellm.completion(
+        **kwargs(openai_server, n=2, seed=5, response_format={"type": "json_object"})
+    )
+    for _ in litellm.completion(**kwargs(openai_server, stream=True)):
+        pass
+    checked = assert_genai_valid(
+        span_capture,
+        mode=llm.mode,  # type: ignore[arg-type]
+        requests=openai_server.requests,
+    )
+    assert checked == 2
+

@@ -10,6 +10,7 @@ semantic-conventions-genai snapshot, what it emits with
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from difytrace import semconv_genai
 from difytrace.testing._model import SpanSource, as_spans
 from difytrace.testing.genai_validation import Registry
 
+logger = logging.getLogger("difytrace.testing")
 Mode = Literal["v1.41", "latest"]
 #: The directory of the vendored registries, one subdirectory per mode.
 REGISTRY_DIR = Path(__file__).parent / "semconv_registry"
@@ -54,7 +56,11 @@ def _load(mode: str) -> Registry:
 
 
 def assert_genai_valid(
-    source: SpanSource, *, mode: Mode | None = None, allow_empty: bool = False
+    source: SpanSource,
+    *,
+    mode: Mode | None = None,
+    allow_empty: bool = False,
+    requests: Any = None,
 ) -> int:
     """Assert that the GenAI spans (and ``gen_ai.*`` metrics) of ``source`` follow the registry.
 
@@ -62,7 +68,12 @@ def assert_genai_valid(
     ``OTLPReceiver``); its ``.metrics()``, when it has one, are checked too. ``mode`` defaults
     to the one ``OTEL_SEMCONV_STABILITY_OPT_IN`` selects. With no span carrying
     ``gen_ai.operation.name`` it fails (nothing was checked) unless ``allow_empty``. Returns
-    the number of GenAI spans checked. Example::
+    the number of GenAI spans checked. ``requests``: the request body of each GenAI span in
+    the order they started (``openai_server.requests`` will do), to check the attributes the
+    request makes conditionally required (seed, n, output format, service tier, stream).
+    Undocumented enum values are open-enum *information*: logged as warnings on the
+    ``difytrace.testing`` logger and listed under a failure, never a failure themselves.
+    Example::
 
         def test_chat_follows_semconv(span_capture, openai_server):
             client = openai.OpenAI(base_url=openai_server.base_url,
@@ -82,12 +93,18 @@ def assert_genai_valid(
             "to validate; was the LLM call instrumented? (allow_empty=True accepts this)"
         )
     registry = genai_registry(chosen)  # type: ignore[arg-type]
-    problems = registry.check_spans(spans) + registry.check_metrics(metrics)
+    found = registry.findings(spans, metrics, requests=requests)
+    problems = [f.message for f in found if f.level == "violation"]
+    notes = [f.message for f in found if f.level != "violation"]
+    for note in notes:
+        logger.warning("GenAI semconv information: %s", note)
     if problems:
         listed = "\n".join(f"  - {p}" for p in problems)
+        noted = "".join(f"\n  (information) {n}" for n in notes)
         raise AssertionError(
             f"{len(problems)} GenAI semantic-convention violation(s), mode {chosen!r} "
             f"({_DIRECTORIES[chosen][1]}), in {checked} GenAI span(s) and "
             f"{sum(n.startswith('gen_ai.') for n in metrics)} gen_ai.* metric(s):\n{listed}"
+            f"{noted}"
         )
     return checked
