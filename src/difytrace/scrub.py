@@ -4,9 +4,9 @@
 credentials, passwords in URLs, JWTs, values of secret-named keys) always, PII patterns when
 configured, then truncation to a byte budget per attribute and per span. A JSON value stays
 valid JSON after truncation (long strings are shortened, long lists cut, with markers). Span
-and event names and status descriptions are redacted too; lone surrogates, which no exporter
-can encode, are replaced. Failing safe: an error while scrubbing one value drops that value
-(a name becomes ``[REDACTED]``), never the rest of the span or the batch.
+and event names, link attributes and status descriptions are redacted too; lone surrogates,
+which no exporter can encode, are replaced. Failing safe: an error while scrubbing one value
+drops that value (a name becomes ``[REDACTED]``), never the rest of the span or the batch.
 
 :class:`ScrubbingSpanExporter` wraps the real exporter, so the host's threads never pay for it
 and every span of every instrumentation goes through it.
@@ -22,7 +22,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import Status
+from opentelemetry.trace import Link, Status
 
 from difytrace import semconv
 from difytrace import semconv_genai as genai
@@ -316,16 +316,19 @@ def _longest_string(doc: Any) -> int:
 
 
 def scrub_span(span: ReadableSpan, scrubber: Scrubber) -> ReadableSpan:
-    """``span`` itself when clean, else a copy with scrubbed name, attributes, events and
-    status. What fails to scrub is dropped alone: an attribute value, an event's value, the
-    status description; a span name that fails becomes ``[REDACTED]``."""
+    """``span`` itself when clean, else a copy with scrubbed name, attributes, events, link
+    attributes and status. What fails to scrub is dropped alone: an attribute value, an
+    event's or a link's value, the status description; a span name that fails becomes
+    ``[REDACTED]``."""
     attrs = scrubber.attributes(span.attributes or {})
     events = _scrub_events(span.events, scrubber)
+    links = _scrub_links(span.links, scrubber)
     status = _scrub_status(span.status, scrubber)
     name = scrubber.text(span.name)
     if name is None:
         name = REDACTED
-    if attrs is None and events is None and status is span.status and name == span.name:
+    unchanged = attrs is None and events is None and links is None
+    if unchanged and status is span.status and name == span.name:
         return span
     return ReadableSpan(
         name=name,
@@ -334,7 +337,7 @@ def scrub_span(span: ReadableSpan, scrubber: Scrubber) -> ReadableSpan:
         resource=span.resource,
         attributes=attrs if attrs is not None else span.attributes,
         events=events if events is not None else span.events,
-        links=span.links,
+        links=links if links is not None else span.links,
         kind=span.kind,
         status=status,
         start_time=span.start_time,
@@ -365,6 +368,21 @@ def _scrub_events(events: Sequence[Event], scrubber: Scrubber) -> list[Event] | 
             changed = True
             kept = attrs if attrs is not None else event.attributes
             out.append(Event(name if name is not None else REDACTED, kept, event.timestamp))
+    return out if changed else None
+
+
+def _scrub_links(links: Sequence[Link], scrubber: Scrubber) -> list[Link] | None:
+    if not links:  # the common case: no link, nothing to pay
+        return None
+    out: list[Link] = []
+    changed = False
+    for link in links:
+        attrs = scrubber.attributes(link.attributes or {})
+        if attrs is None:
+            out.append(link)
+        else:
+            changed = True
+            out.append(Link(link.context, attrs))
     return out if changed else None
 
 
@@ -401,7 +419,7 @@ def _bare(span: ReadableSpan) -> ReadableSpan:
         resource=span.resource,
         attributes={},
         events=(),
-        links=span.links,
+        links=[Link(link.context) for link in span.links],
         kind=span.kind,
         status=Status(span.status.status_code),
         start_time=span.start_time,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -259,3 +260,40 @@ def test_span_names_are_scrubbed() -> None:
     provider.shutdown()
     names = [s.name for s in memory.get_finished_spans()]
     assert names == [f"GET /callback?api_key={REDACTED}", REDACTED]
+
+
+def test_link_attributes_are_scrubbed_and_fail_safe() -> None:
+    secret = "sk-proj-" + "Z9y8" * 8
+    linked = trace.SpanContext(0x1, 0x2, is_remote=True)
+
+    def build(tracer: Tracer) -> None:
+        links = [
+            trace.Link(linked, {"messaging.header": f"Bearer {secret}", "n": 1}),
+            trace.Link(linked, {"note": "BOOM", "keep": "me"}),
+            trace.Link(linked, {"clean": "yes"}),
+        ]
+        tracer.start_span("process task", links=links).end()
+
+    span = _export(_Exploding(), build)
+    assert [dict(link.attributes or {}) for link in span.links] == [
+        {"messaging.header": f"Bearer {REDACTED}", "n": 1},
+        {"keep": "me"},  # the value that failed to scrub is dropped alone
+        {"clean": "yes"},
+    ]
+    assert all(link.context == linked for link in span.links)
+
+
+def test_a_span_that_fails_to_scrub_is_exported_without_link_attributes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_: object) -> ReadableSpan:
+        raise RuntimeError("scrub bug")
+
+    monkeypatch.setattr("difytrace.scrub.scrub_span", broken)
+    linked = trace.SpanContext(0x1, 0x2, is_remote=True)
+
+    def build(tracer: Tracer) -> None:
+        tracer.start_span("job", links=[trace.Link(linked, {"token": "sk-abc"})]).end()
+
+    span = _export(Scrubber(), build)
+    assert [(link.context, dict(link.attributes or {})) for link in span.links] == [(linked, {})]
