@@ -160,3 +160,16 @@ def test_reconfiguration_takes_effect(
         assert "gen_ai.input.messages" not in call()  # the environment's settings again
     finally:
         reset_configuration()
+
+
+def test_conversation_id_goes_on_the_span_only(llm: LLMSetup, span_capture: SpanCapture) -> None:
+    with llm_call(provider="dify", model="qwen-max", conversation_id="conv-42") as call:
+        call.usage(input_tokens=3, output_tokens=2)
+    with llm_call(provider="dify", model="qwen-max"):
+        pass
+    with_id, without = llm_spans(span_capture)
+    assert with_id.attributes["gen_ai.conversation.id"] == "conv-42"
+    assert "gen_ai.conversation.id" not in without.attributes  # never a made-up fallback
+    points = [p for ps in span_capture.metrics().values() for p in ps]
+    assert points
+    assert all("gen_ai.conversation.id" not in p.attributes for p in points)

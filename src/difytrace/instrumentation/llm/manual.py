@@ -8,7 +8,8 @@ As a context manager::
         call.usage(input_tokens=120, output_tokens=48, cache_read_tokens=100)
         call.response(model="gpt-4o-2024-08-06", finish_reason="stop", text=full_text)
 
-or as a decorator (one span per call of the function)::
+with ``conversation_id=`` when the application tracks the conversation
+(``gen_ai.conversation.id``), or as a decorator (one span per call of the function)::
 
     @llm_call(provider="dify", model="qwen-max")
     def invoke(prompt): ...
@@ -92,7 +93,14 @@ def current_llm_call() -> LLMCall | None:
 
 
 class LLMCall:
-    """One manually reported LLM call; see the module docstring."""
+    """One manually reported LLM call; see the module docstring.
+
+    ``conversation_id``: the id of the conversation (chat session, thread) the call belongs
+    to, when the application has one (Dify's ``conversation_id``), recorded as
+    ``gen_ai.conversation.id`` on the span only (never on metrics: one series per
+    conversation would explode their cardinality). Leave it unset rather than invent one: the
+    conventions ask for no fallback value (no new UUID, no trace id).
+    """
 
     def __init__(
         self,
@@ -107,11 +115,13 @@ class LLMCall:
         temperature: float | None = None,
         max_tokens: int | None = None,
         top_p: float | None = None,
+        conversation_id: str | None = None,
     ) -> None:
         params = {
             g.REQUEST_TEMPERATURE: temperature,
             g.REQUEST_MAX_TOKENS: max_tokens,
             g.REQUEST_TOP_P: top_p,
+            g.CONVERSATION_ID: conversation_id,
         }
         self._options = _Options(
             provider, model, operation, messages, stream, server_address, server_port, params
