@@ -97,7 +97,6 @@ _SAFE_KEYS = frozenset(
         genai.PROVIDER_NAME,
         genai.LANGFUSE_OBSERVATION_TYPE,
         genai.LANGSMITH_SPAN_KIND,
-        genai.LLM_LIBRARY,
         semconv.ERROR_TYPE,
         semconv.SERVER_ADDRESS,
     }

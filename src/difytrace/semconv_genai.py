@@ -106,7 +106,6 @@ ROLLUP_INPUT_TOKENS = "difytrace.gen_ai.rollup.input_tokens"
 ROLLUP_OUTPUT_TOKENS = "difytrace.gen_ai.rollup.output_tokens"
 ROLLUP_COST = "difytrace.gen_ai.rollup.cost"  # USD
 FIRST_CHUNK_EVENT = "difytrace.gen_ai.first_chunk"
-LLM_LIBRARY = "difytrace.gen_ai.library"  # which client made the call: openai, litellm, manual
 
 # --- vendor mapping (Langfuse, LangSmith OTLP endpoints) ---------------------------------
 LANGFUSE_OBSERVATION_TYPE = "langfuse.observation.type"

@@ -324,3 +324,22 @@ def test_calls_with_request_parameters_satisfy_their_conditional_attributes(
     )
     assert checked == 2
 
+
+def test_the_instrumentation_scope_names_the_client_that_made_the_call(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    import openai
+
+    from difytrace import llm_call
+
+    litellm.completion(**kwargs(openai_server))
+    sdk = openai.OpenAI(base_url=openai_server.base_url, api_key=openai_server.api_key)
+    sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    sdk.close()
+    with llm_call(provider="dify", model="qwen-max"):
+        pass
+    scopes = [s.scope_name for s in llm_spans(span_capture)]
+    assert scopes == ["difytrace.llm.litellm", "difytrace.llm.openai", "difytrace.llm.manual"]
+    assert {p.scope_name for p in span_capture.metrics()["gen_ai.client.operation.duration"]} == {
+        "difytrace.llm"
+    }

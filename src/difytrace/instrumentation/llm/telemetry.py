@@ -43,15 +43,17 @@ class Telemetry:
         latest: bool = False,
         prices: PriceBook | None = None,
         rollup: RollupSpanProcessor | None = None,
-        library: str = "difytrace",
+        library: str = "",
     ) -> None:
         from opentelemetry import metrics
 
         from difytrace.bootstrap import __version__
 
-        self.tracer = trace.get_tracer(
-            "difytrace.llm", __version__, tracer_provider=tracer_provider
-        )
+        # Which client made the call (openai, litellm, manual) is the instrumentation scope's
+        # job, not a span attribute: free per span, and where backends group instrumentations.
+        # Metrics keep one scope, so a series is not split by the client that recorded it.
+        scope = f"difytrace.llm.{library}" if library else "difytrace.llm"
+        self.tracer = trace.get_tracer(scope, __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter("difytrace.llm", __version__, meter_provider=meter_provider)
         self.capture_content = capture_content
         self.latest = latest
