@@ -86,6 +86,40 @@ PII_PATTERNS: dict[str, tuple[str, str]] = {
     "ipv4": (r"\b(?:\d{1,3}\.){3}\d{1,3}\b", "[IP]"),
 }
 
+#: Lower-case text every secret rule needs somewhere in a match (each rule above holds one of
+#: these literally, case aside): a value without any of them cannot match, and the full rules,
+#: whose lookbehinds defeat the regex engine's literal scan, are skipped. One alternation of
+#: plain literals over the lower-cased text keeps that scan (tests/llm/test_scrub.py checks
+#: every rule's matches contain an anchor).
+_SECRET_ANCHORS = (
+    "://",  # user:password@ in URLs
+    "bearer",
+    "basic",
+    "token",  # token credentials, access_token=, auth_token=
+    "sk-",
+    "pk-",
+    "rk-",
+    "eyj",  # JWT
+    "akia",
+    "asia",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "xox",
+    "aiza",
+    "lsv2_",
+    "api key provided",
+    "key",  # api_key, apikey, x-api-key
+    "secret",  # secret, client_secret
+    "pass",  # password, passwd
+    "pwd",
+    "auth",  # authorization
+)
+_ANCHOR = re.compile("|".join(re.escape(anchor) for anchor in _SECRET_ANCHORS))
+_SURROGATE = re.compile(_UNENCODABLE[0])
+
 _SECRET_KEY = re.compile(
     r"(?i)(?:^|[._\-])(?:authorization|api[_-]?key|password|passwd|secret|cookie|set-cookie|"
     r"x-api-key|access[_-]?token|client[_-]?secret)$"
@@ -102,7 +136,7 @@ _SAFE_KEYS = frozenset(
     }
 )
 _MEMO_MAX = 4096
-_MEMO_LEN = 96
+_MEMO_LEN = 256  # user agents, routes, model names: values repeated span after span
 
 
 class Scrubber:
@@ -126,9 +160,13 @@ class Scrubber:
         self._luhn_rules = {i for i, (p, _) in enumerate(rules) if p == card}
         # One pre-filter for all rules (named groups renamed away: they repeat across rules).
         self._any = re.compile("|".join(f"(?:{p.replace('(?P<k>', '(?:')})" for p, _ in rules))
+        # Only the built-in secret rules have known anchors; PII or a user pattern may match
+        # anything, so then every value goes through the combined pre-filter.
+        self._anchored = len(rules) == len(_SECRET_PATTERNS) + 1
         self.max_attribute_bytes = max_attribute_bytes
         self.max_span_bytes = max_span_bytes
         self._memo: dict[str, str] = {}
+        self._secret_keys: dict[str, bool] = {}
 
     def redact(self, text: str) -> str:
         """``text`` with every secret and configured PII pattern replaced."""
@@ -136,12 +174,27 @@ class Scrubber:
             hit = self._memo.get(text)
             if hit is not None:
                 return hit
-        result = self._redact(text) if self._any.search(text) else text
+        result = self._redact(text) if self._may_match(text) else text
         if len(text) <= _MEMO_LEN:
             if len(self._memo) >= _MEMO_MAX:
                 self._memo.clear()
             self._memo[text] = result
         return result
+
+    def _may_match(self, text: str) -> bool:
+        if not self._anchored:
+            return self._any.search(text) is not None
+        if _ANCHOR.search(text.lower()) is not None:
+            return self._any.search(text) is not None
+        return not text.isascii() and _SURROGATE.search(text) is not None
+
+    def _secret_key(self, key: str) -> bool:
+        known = self._secret_keys.get(key)
+        if known is None:
+            known = _SECRET_KEY.search(key) is not None
+            if len(self._secret_keys) < _MEMO_MAX:  # keys are few; a flood is not cached
+                self._secret_keys[key] = known
+        return known
 
     def _redact(self, text: str) -> str:
         for i, (rx, repl) in enumerate(self._rules):
@@ -157,11 +210,11 @@ class Scrubber:
             return value
         limit = self.max_attribute_bytes if budget is None else budget
         if isinstance(value, str):
-            if _SECRET_KEY.search(key):
+            if self._secret_key(key):
                 return REDACTED
             return truncate(self.redact(value), limit)
         if isinstance(value, tuple | list) and value and isinstance(value[0], str):
-            if _SECRET_KEY.search(key):
+            if self._secret_key(key):
                 return tuple(REDACTED for _ in value)
             share = max(limit // len(value), 64)
             return tuple(truncate(self.redact(v), share) for v in value)
@@ -216,6 +269,8 @@ def _luhn_replacer(repl: str) -> Callable[[re.Match[str]], str]:
 def _span_budgets(attrs: Mapping[str, Any], per_attr: int, per_span: int) -> dict[str, int]:
     """Water-filling: when string attributes together exceed ``per_span`` bytes, the largest
     share the remainder equally."""
+    if sum(len(v) for v in attrs.values() if isinstance(v, str)) * 4 <= per_span:
+        return {}  # even at 4 bytes a character the strings fit: the common case
     sizes = {  # surrogatepass: a lone surrogate must not fail the sizing of the whole span
         k: len(v) * 4 if len(v) * 4 <= per_attr else len(v.encode("utf-8", "surrogatepass"))
         for k, v in attrs.items()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import string
 from collections.abc import Callable
 
@@ -15,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode, Tracer
 
+from difytrace import scrub
 from difytrace.scrub import REDACTED, Scrubber, ScrubbingSpanExporter, truncate
 
 ALNUM = string.ascii_letters + string.digits
@@ -297,3 +299,43 @@ def test_a_span_that_fails_to_scrub_is_exported_without_link_attributes(
 
     span = _export(Scrubber(), build)
     assert [(link.context, dict(link.attributes or {})) for link in span.links] == [(linked, {})]
+
+
+_RULE_MATCHES = st.one_of(
+    *(st.from_regex(re.compile(pattern), fullmatch=False) for pattern, _ in scrub._SECRET_PATTERNS)
+)
+_NOISE = st.text(alphabet=string.printable + "éü€\u2028", max_size=40)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(before=_NOISE, found=_RULE_MATCHES, after=_NOISE)
+def test_the_anchor_prefilter_never_changes_what_is_redacted(
+    before: str, found: str, after: str
+) -> None:
+    """The cheap literal pre-filter skips the secret rules for values without an anchor: for
+    text around anything a rule can match, redaction must be what the rules alone give."""
+    text = before + found + after
+    scrubber = Scrubber()
+    expected = scrubber._redact(text) if scrubber._any.search(text) else text
+    assert scrubber.redact(text) == expected
+    assert scrubber.redact(text) == expected  # memoised too
+
+
+def test_values_without_an_anchor_skip_the_rules() -> None:
+    scrubber = Scrubber()
+    assert not scrubber._may_match("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36")
+    assert scrubber._may_match("Authorization: Bearer abcdefgh12345678")
+    assert scrubber._may_match("lone \udc80 surrogate")  # non-ASCII: the surrogate rule
+    assert Scrubber(pii=["email"])._may_match("ada@example.com")  # PII: no anchors apply
+
+
+@pytest.mark.parametrize(
+    "word",
+    [
+        "api_key", "api-key", "apikey", "APIKEY", "secret", "password", "passwd", "PWD",
+        "access_token", "auth-token", "client_secret", "Authorization", "x-api-key", "token",
+    ],
+)  # fmt: skip
+def test_every_secret_key_word_is_redacted(word: str) -> None:
+    """Each key word of the key=value rule, alone in a value, passes the anchor pre-filter."""
+    assert Scrubber().redact(f"{word}=hunter2hunter2") == f"{word}={REDACTED}"
