@@ -29,6 +29,8 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+import instructions
+
 VENV_ROOT = os.environ.get("BENCH_LLM_VENV", "/tmp/bench-llm-venv")
 #: peer → (module:Instrumentor, its throwaway venv, what that venv needs). openai-v2 needs an
 #: older opentelemetry-util-genai than genai-openai, hence its own venv.
@@ -165,6 +167,58 @@ def child(variant: str, base_url: str, calls: int, streams: int) -> dict[str, fl
     return result
 
 
+def child_count(variant: str, base_url: str, what: str, count: int) -> None:
+    """For :mod:`instructions`: set up, warm up, then ``count`` plain calls or streams."""
+    tracer_provider, _ = _pipeline()
+    _instrument(variant)
+    import openai
+
+    client = openai.OpenAI(
+        base_url=base_url, api_key="sk-test-difytrace-0123456789abcdef", max_retries=0
+    )
+    extra = {"stream": True, "stream_options": {"include_usage": True}} if what == "stream" else {}
+
+    def call() -> None:
+        response = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,  # type: ignore[arg-type]
+            **extra,  # type: ignore[arg-type]
+        )
+        if what == "stream":
+            for _ in response:  # type: ignore[union-attr]
+                pass
+
+    for _ in range(20):
+        call()
+    for _ in range(count):
+        call()
+    tracer_provider.shutdown()  # type: ignore[attr-defined]
+
+
+def measure_instructions(
+    plan: list[tuple[str, Path | str, str, bool]], base_url: str, calls: int = 200
+) -> dict[str, dict[str, float]]:
+    """Instructions per plain call and per stream of every variant (valgrind; {} without)."""
+    if not instructions.available():
+        return {}
+    found: dict[str, dict[str, float]] = {}
+    for label, python, variant, scrub in plan:
+        env = {**os.environ, "BENCH_SCRUB": "1" if scrub else "0"}
+        found[label] = {}
+        for what, count in (("plain", calls), ("stream", max(calls // 4, 10))):
+
+            def argv(
+                n: int, python: Path | str = python, variant: str = variant, what: str = what
+            ) -> list[str]:
+                return [
+                    str(python), str(Path(__file__).resolve()), "--child", variant,
+                    "--base-url", base_url, "--count", str(n), "--what", what,
+                ]  # fmt: skip
+
+            found[label][what] = instructions.per_operation(argv, count, env=env)
+    return found
+
+
 # --- parent side --------------------------------------------------------------------------
 def _ensure_peer_venv(suffix: str) -> Path | None:
     venv = Path(VENV_ROOT + suffix)
@@ -245,7 +299,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child")
     parser.add_argument("--base-url")
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--what", choices=("plain", "stream"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-instructions", action="store_true", help="skip the valgrind instruction counts"
+    )
     args = parser.parse_args(argv)
+    if args.child and args.count is not None:
+        child_count(args.child, args.base_url, args.what, args.count)
+        return
     if args.child:
         print(json.dumps(child(args.child, args.base_url, args.calls, args.streams)))
         return
@@ -264,11 +326,37 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.repeat):  # interleaved, so load drift hits every variant alike
             for label, python, variant, scrub in plan:
                 runs[label].append(_run(python, variant, base_url, args, scrub))
+        counted = {} if args.no_instructions else measure_instructions(plan, base_url)
     finally:
         assert server.stdin is not None
         server.stdin.close()
         server.wait(timeout=10)
     _print_table(runs)
+    if counted:
+        print("\nInstructions (valgrind; the load of other processes cannot move them):\n")
+        _print_instructions(counted)
+
+
+def _print_instructions(counted: dict[str, dict[str, float]]) -> None:
+    base = counted["bare"]
+    peers = [label for label in counted if label.split()[0] in PEERS]
+    cheapest = {
+        what: min((counted[p][what] - base[what] for p in peers), default=float("nan"))
+        for what in ("plain", "stream")
+    }
+    print(
+        "| variant | added k instr / call | vs cheapest peer "
+        f"| added k instr / {CHUNKS}-chunk stream | vs cheapest peer |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for label, figures in counted.items():
+        if label == "bare":
+            continue
+        plain, stream = (figures[w] - base[w] for w in ("plain", "stream"))
+        print(
+            f"| {label} | {plain / 1000:+.0f} | {plain / cheapest['plain']:.2f}x "
+            f"| {stream / 1000:+.0f} | {stream / cheapest['stream']:.2f}x |"
+        )
 
 
 def _print_table(runs: dict[str, list[dict[str, float]]]) -> None:
