@@ -53,10 +53,17 @@ VARIANTS: dict[str, tuple[str, str, bool, str]] = {
         True,
         "/apps/app-1/chat-messages/abc",
     ),
+    # Every span difytrace exports is scrubbed of secrets first (contrib has no such step).
+    "difytrace_scrub": (
+        "difytrace, traces + metrics + secret scrubbing at export",
+        "difytrace_scrub",
+        True,
+        "/v1/chat-messages/abc",
+    ),
 }
 
 
-def _providers(with_metrics: bool) -> None:
+def _providers(with_metrics: bool, scrub: bool = False) -> None:
     from opentelemetry import metrics, trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -65,8 +72,13 @@ def _providers(with_metrics: bool) -> None:
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
+    exporter: SpanExporter = Drop()
+    if scrub:
+        from difytrace.scrub import Scrubber, ScrubbingSpanExporter
+
+        exporter = ScrubbingSpanExporter(exporter, Scrubber())
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     if with_metrics:
         from opentelemetry.sdk.metrics import MeterProvider
@@ -80,7 +92,7 @@ def _app(instrumentation: str) -> Any:
         from opentelemetry.instrumentation.flask import FlaskInstrumentor as Upstream
 
         Upstream().instrument()
-    elif instrumentation == "difytrace":
+    elif instrumentation.startswith("difytrace"):
         from difytrace.instrumentation.flask import FlaskInstrumentor
 
         FlaskInstrumentor().instrument()
@@ -130,7 +142,7 @@ def serve_variant(name: str, requests: int) -> None:
     """Child process: set up one variant, then time a round of requests per line on stdin."""
     _, instrumentation, with_metrics, path = VARIANTS[name]
     if instrumentation != "none":
-        _providers(with_metrics)
+        _providers(with_metrics, scrub=instrumentation == "difytrace_scrub")
     one = _request(_app(instrumentation), path)
     for _ in range(2000):
         one()
@@ -149,7 +161,7 @@ def count_variant(name: str, requests: int) -> None:
     """Child process for :mod:`instructions`: set up, warm up, ``requests`` requests, exit."""
     _, instrumentation, with_metrics, path = VARIANTS[name]
     if instrumentation != "none":
-        _providers(with_metrics)
+        _providers(with_metrics, scrub=instrumentation == "difytrace_scrub")
     one = _request(_app(instrumentation), path)
     for _ in range(300):
         one()
@@ -247,6 +259,7 @@ def table(
         "difytrace": "upstream",
         "difytrace_metrics": "upstream_metrics",
         "difytrace_identity": "upstream_metrics",
+        "difytrace_scrub": "upstream_metrics",
     }
 
     def added(figures: dict[str, float], name: str) -> tuple[float, str]:
