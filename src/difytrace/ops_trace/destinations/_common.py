@@ -10,7 +10,7 @@ import pydantic_core
 
 from difytrace.bootstrap import __version__
 from difytrace.ops_trace.destinations import otlp_wire
-from difytrace.ops_trace.view import Observation, TraceView
+from difytrace.ops_trace.view import Observation
 
 SCOPE_NAME = "difytrace.ops_trace"
 SCOPE_VERSION = __version__
@@ -42,22 +42,22 @@ def unix_ns(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000) * 1000
 
 
-def wire_span(view: TraceView, obs: Observation, attrs: dict[str, Any]) -> bytes:
-    """Encode one observation as an OTLP span with the given attributes."""
-    end = obs.end_time or obs.start_time
+def wire_span(trace_field: bytes, obs: Observation, attributes: bytes) -> bytes:
+    """Encode one observation as an OTLP span (``trace_field``: its record's
+    :func:`otlp_wire.trace_id_field`; ``attributes``: encoded by :func:`otlp_wire.attributes`)."""
+    start = obs.start_time
+    end = obs.end_time or start
     error = obs.status == "error"
     return otlp_wire.span(
-        otlp_wire.WireSpan(
-            trace_id=view.trace_id,
-            span_id=obs.span_id,
-            parent_span_id=obs.parent_span_id,
-            name=obs.name,
-            start_ns=unix_ns(obs.start_time),
-            end_ns=unix_ns(end),
-            attributes=attrs,
-            status_code=otlp_wire.STATUS_ERROR if error else otlp_wire.STATUS_UNSET,
-            status_message=(obs.error or "") if error else "",
-        )
+        trace_field,
+        obs.span_id,
+        obs.parent_span_id,
+        obs.name,
+        start_ns=unix_ns(start),
+        end_ns=unix_ns(end),
+        attributes=attributes,
+        status_code=otlp_wire.STATUS_ERROR if error else otlp_wire.STATUS_UNSET,
+        status_message=(obs.error or "") if error else "",
     )
 
 

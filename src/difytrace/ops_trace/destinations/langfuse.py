@@ -57,34 +57,54 @@ def observation_attributes(
     view: TraceView, obs: Observation, environment: str | None
 ) -> dict[str, Any]:
     """The ``langfuse.*`` attributes of one observation (trace fields on the record's root)."""
+    return {**_own_head(obs), **record_attributes(view, environment), **_own_tail(view, obs)}
+
+
+def record_attributes(view: TraceView, environment: str | None) -> dict[str, Any]:
+    """The attributes every observation of a record carries (encoded once per record)."""
     record = view.record
-    attrs: dict[str, Any] = {
-        "langfuse.observation.type": obs.type,
-        "langfuse.observation.input": None if obs.inputs is None else to_json(obs.inputs),
-        "langfuse.observation.output": None if obs.outputs is None else to_json(obs.outputs),
+    return {
         "langfuse.environment": environment or record.environment,
         "langfuse.version": record.version,
         "langfuse.release": record.release,
         "tenant.id": record.tenant_id,
         "app.id": record.app_id,
     }
+
+
+def _own_head(obs: Observation) -> dict[str, Any]:
+    return {
+        "langfuse.observation.type": obs.type,
+        "langfuse.observation.input": None if obs.inputs is None else to_json(obs.inputs),
+        "langfuse.observation.output": None if obs.outputs is None else to_json(obs.outputs),
+    }
+
+
+def _own_tail(view: TraceView, obs: Observation) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
     if obs.status == "error":
         attrs["langfuse.observation.level"] = "ERROR"
         attrs["langfuse.observation.status_message"] = obs.error or "error"
     if obs.model:
         attrs["langfuse.observation.model.name"] = obs.model
         attrs["langfuse.observation.model.parameters"] = to_json(obs.model_parameters)
-    usage, cost = usage_details(obs), cost_details(obs)
-    attrs["langfuse.observation.usage_details"] = None if usage is None else to_json(usage)
-    attrs["langfuse.observation.cost_details"] = None if cost is None else to_json(cost)
+    if obs.usage is not None:
+        attrs["langfuse.observation.usage_details"] = to_json(usage_details(obs))
+    if obs.cost is not None:
+        attrs["langfuse.observation.cost_details"] = _or_none(cost_details(obs))
     if obs.completion_start_time is not None:
         attrs["langfuse.observation.completion_start_time"] = to_json(
             iso(obs.completion_start_time)
         )
-    attrs.update(_metadata("langfuse.observation.metadata", obs.metadata))
+    if obs.metadata:
+        attrs.update(_metadata("langfuse.observation.metadata", obs.metadata))
     if obs.key == "" and view.is_trace_root:
         attrs.update(_trace_attributes(view))
     return attrs
+
+
+def _or_none(details: dict[str, float] | None) -> str | None:
+    return None if details is None else to_json(details)
 
 
 def _trace_attributes(view: TraceView) -> dict[str, Any]:
@@ -159,8 +179,17 @@ class LangfuseDestination(Destination):
 
     # --- OTLP --------------------------------------------------------------------------
     def _spans(self, view: TraceView) -> list[bytes]:
+        # The record's own attributes are encoded once and shared by its observations.
+        shared = otlp_wire.attributes(9, record_attributes(view, self.environment))
+        trace = otlp_wire.trace_id_field(view.trace_id)
         return [
-            wire_span(view, obs, observation_attributes(view, obs, self.environment))
+            wire_span(
+                trace,
+                obs,
+                otlp_wire.attributes(9, _own_head(obs))
+                + shared
+                + otlp_wire.attributes(9, _own_tail(view, obs)),
+            )
             for obs in view.observations
         ]
 

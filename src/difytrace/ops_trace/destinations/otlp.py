@@ -40,13 +40,23 @@ _OPERATION = {
 
 def span_attributes(view: TraceView, obs: Observation, flavour: str) -> dict[str, Any]:
     """The attributes of one observation as a generic OTLP span."""
+    return {**record_attributes(view), **_own_attributes(obs, flavour)}
+
+
+def record_attributes(view: TraceView) -> dict[str, Any]:
+    """The attributes every span of a record carries (encoded once per record)."""
     record = view.record
-    attrs: dict[str, Any] = {
+    return {
         sc.TENANT_ID: record.tenant_id,
         sc.APP_ID: record.app_id,
         sc.USER_ID: record.user_id,
         "session.id": record.session_id,
         "difytrace.ops_trace.record_type": record.kind,
+    }
+
+
+def _own_attributes(obs: Observation, flavour: str) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
         "difytrace.ops_trace.observation_type": obs.type,
         "difytrace.ops_trace.input": None if obs.inputs is None else to_json(obs.inputs),
         "difytrace.ops_trace.output": None if obs.outputs is None else to_json(obs.outputs),
@@ -95,8 +105,13 @@ class OtlpDestination(Destination):
         return outcomes
 
     def _spans(self, view: TraceView) -> list[bytes]:
+        # The record's own attributes are encoded once and shared by its spans.
+        shared = otlp_wire.attributes(9, record_attributes(view))
+        trace = otlp_wire.trace_id_field(view.trace_id)
         return [
-            wire_span(view, obs, span_attributes(view, obs, self.flavour))
+            wire_span(
+                trace, obs, shared + otlp_wire.attributes(9, _own_attributes(obs, self.flavour))
+            )
             for obs in view.observations
         ]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 _fixed64 = struct.Struct("<Q").pack
@@ -66,61 +65,102 @@ _KEYS: dict[str, bytes] = {}
 
 
 def _key(name: str) -> bytes:
-    """The encoded ``key`` field of a KeyValue (cached: attribute names repeat)."""
+    """The encoded ``key`` field of a KeyValue and the tag of its ``value`` (cached: names
+    repeat)."""
     encoded = _KEYS.get(name)
     if encoded is None:
-        encoded = _str(1, name)
+        encoded = _str(1, name) + b"\x12"
         if len(_KEYS) < 10_000:
             _KEYS[name] = encoded
     return encoded
 
 
 def attributes(field: int, attrs: dict[str, Any]) -> bytes:
-    """Repeated ``KeyValue`` at ``field``; None values are left out."""
+    """Repeated ``KeyValue`` at ``field``; None values are left out.
+
+    The hot path of the worker (a dozen attributes per span): string values, the common case,
+    are written as flat pieces joined once, without an intermediate ``AnyValue`` object.
+    """
     tag = _TAGS[field]
-    out = []
+    small = _SMALL
+    out: list[bytes] = []
     for k, v in attrs.items():
         if v is None:
             continue
+        head = _KEYS.get(k) or _key(k)
+        if v.__class__ is str:
+            raw = v.encode("utf-8", "replace")
+            n = len(raw)
+            if n < 126:  # the value's lengths fit one varint byte each
+                size = len(head) + n + 3
+                out += (
+                    tag,
+                    small[size] if size < 128 else _varint(size),
+                    head,
+                    small[n + 2],
+                    b"\x0a",
+                    small[n],
+                    raw,
+                )
+                continue
+            text_size = _varint(n)
+            value_len = 1 + len(text_size) + n
+            value_size = _varint(value_len)
+            out += (
+                tag,
+                _varint(len(head) + len(value_size) + value_len),
+                head,
+                value_size,
+                b"\x0a",
+                text_size,
+                raw,
+            )
+            continue
         value = any_value(v)
-        kv = _key(k) + b"\x12" + _varint(len(value)) + value
-        out.append(tag + _varint(len(kv)) + kv)
+        kv = head + _varint(len(value)) + value
+        out += (tag, _varint(len(kv)), kv)
     return b"".join(out)
 
 
-@dataclass(frozen=True)
-class WireSpan:
-    """The fields of one span as the encoder takes them."""
-
-    trace_id: str
-    span_id: str
-    parent_span_id: str | None
-    name: str
-    start_ns: int
-    end_ns: int
-    attributes: dict[str, Any]
-    status_code: int = STATUS_UNSET
-    status_message: str = ""
-    kind: int = SPAN_KIND_INTERNAL
+def trace_id_field(trace_id: str) -> bytes:
+    """The encoded ``trace_id`` field of a Span (the same for every span of a record)."""
+    return _ld(1, bytes.fromhex(trace_id))
 
 
-def span(s: WireSpan) -> bytes:
-    """An encoded ``Span``."""
-    out = [_ld(1, bytes.fromhex(s.trace_id)), _ld(2, bytes.fromhex(s.span_id))]
-    if s.parent_span_id:
-        out.append(_ld(4, bytes.fromhex(s.parent_span_id)))
-    out += [
-        _str(5, s.name),
-        b"\x30" + _varint(s.kind),
-        b"\x39" + _fixed64(s.start_ns),
-        b"\x41" + _fixed64(s.end_ns),
-        attributes(9, s.attributes),
-    ]
-    if s.status_code:
+_SPAN_KIND_INTERNAL = b"\x30" + _varint(SPAN_KIND_INTERNAL)
+
+
+def span(
+    trace_field: bytes,
+    span_id: str,
+    parent_span_id: str | None,
+    name: str,
+    *,
+    start_ns: int,
+    end_ns: int,
+    attributes: bytes,
+    status_code: int = STATUS_UNSET,
+    status_message: str = "",
+) -> bytes:
+    """An encoded ``Span`` (kind INTERNAL); ``trace_field`` from :func:`trace_id_field`,
+    ``attributes`` from :func:`attributes` at field 9."""
+    own = bytes.fromhex(span_id)
+    out = [trace_field, b"\x12", _SMALL[len(own)], own]
+    if parent_span_id:
+        parent = bytes.fromhex(parent_span_id)
+        out += (b"\x22", _SMALL[len(parent)], parent)
+    out += (
+        _str(5, name),
+        _SPAN_KIND_INTERNAL,
+        b"\x39",
+        _fixed64(start_ns),
+        b"\x41",
+        _fixed64(end_ns),
+        attributes,
+    )
+    if status_code:
         status = (
-            (_str(2, s.status_message) if s.status_message else b"")
-            + b"\x18"
-            + _varint(s.status_code)
+            (_str(2, status_message) if status_message else b"") + b"\x18" + _varint(status_code)
         )
         out.append(_ld(15, status))
     return b"".join(out)
