@@ -8,8 +8,9 @@ The steps, in order, each its own small function:
 3. resolve its destinations, drop those already done (and, for a retry message, those not
    being retried);
 4. send per destination in batches; classify each record's outcome;
-5. account: dead letters first, then "done" marks, retries (backoff with jitter, at least the
-   server's Retry-After), and last the confirmation of records every destination took.
+5. account, in one Redis transaction: dead letters, "done" marks, retries (backoff with
+   jitter, at least the server's Retry-After) and the confirmation of records every
+   destination took.
 
 A crash between any two steps re-sends at worst, never loses: the outbox still holds the record.
 """
@@ -20,7 +21,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from difytrace.exceptions import ConfigurationError, RecordError
@@ -41,7 +42,7 @@ class _Pending:
     uid: str
     payload: bytes
     view: TraceView
-    targets: dict[str, DestinationConfig]
+    targets: Mapping[str, DestinationConfig]
     done: set[str]
 
 
@@ -101,13 +102,13 @@ class Deliverer:
                 ledger.confirm.append(item.uid)
                 continue
             try:
-                configs = self.router.resolve(view.record.tenant_id, view.record.app_id)
+                configs = self.router.targets(view.record.tenant_id, view.record.app_id)
             except ConfigurationError as exc:  # left in the outbox: the sweeper re-sends it
                 logger.error(
                     "ops_trace resolver failed for tenant %s: %s", view.record.tenant_id, exc
                 )
                 continue
-            targets = _scoped({c.key: c for c in configs}, item.scope)
+            targets = _scoped(configs, item.scope)
             if not targets:
                 metrics.dropped("no_destination")
                 ledger.confirm.append(item.uid)
@@ -129,12 +130,34 @@ class Deliverer:
                     p.uid: Outcome(False, True, type(exc).__name__, str(exc)[:300]) for p in chunk
                 }
             metrics.batch_size(dest.kind, len(chunk))
+            accepted: list[_Pending] = []
             for item in chunk:
                 outcome = outcomes.setdefault(item.uid, Outcome(False, True, "no_outcome"))
-                self._account(key, item, outcome, dest=dest, attempt=attempt, ledger=ledger)
-            self.log.delivered(key, dest, [p.view for p in chunk if outcomes[p.uid].accepted])
+                if outcome.accepted:
+                    item.done.add(key)
+                    ledger.done.append((item.uid, key))
+                    accepted.append(item)
+                else:
+                    self._refused(key, item, outcome, dest=dest, attempt=attempt, ledger=ledger)
+            self._delivered(dest.kind, accepted)
+            self.log.delivered(key, dest, [p.view for p in accepted])
 
-    def _account(
+    @staticmethod
+    def _delivered(kind: str, accepted: list[_Pending]) -> None:
+        """Metrics of the records a destination accepted: once per request, lag per record."""
+        if not accepted:
+            return
+        metrics.delivered(kind, len(accepted))
+        now = time.time()
+        metrics.lags(
+            kind,
+            [
+                now - (p.view.record.end_time or p.view.record.start_time).timestamp()
+                for p in accepted
+            ],
+        )
+
+    def _refused(
         self,
         key: str,
         item: _Pending,
@@ -144,14 +167,8 @@ class Deliverer:
         attempt: int,
         ledger: _Ledger,
     ) -> None:
+        """A record the destination did not take: a retry, or a dead letter."""
         kind = dest.kind
-        if outcome.accepted:
-            item.done.add(key)
-            ledger.done.append((item.uid, key))
-            metrics.delivered(kind, 1)
-            record = item.view.record
-            metrics.lag(kind, time.time() - (record.end_time or record.start_time).timestamp())
-            return
         metrics.failed(kind, outcome.error_type, 1)
         if outcome.retryable and attempt < self.runtime.settings.ops_trace_max_attempts:
             delay = self.backoff(attempt, outcome.retry_after_s)
@@ -214,24 +231,32 @@ class Deliverer:
         logger.warning("ops_trace record dead-lettered (%s at %s): %s", reason, kind, error[:200])
 
     def _commit(self, ledger: _Ledger, attempt: int) -> None:
+        """One atomic transaction: dead letters, done marks, retries, confirmations.
+
+        Records confirmed now get no done marks (the confirmation deletes them anyway);
+        a crash before the transaction leaves the outbox as the message found it.
+        """
         store = self.runtime.store
-        self.letters.add(ledger.letters)
-        if ledger.done:
-            store.mark_done(ledger.done)
         now = time.time()
-        store.schedule_retries(
+        confirmed = set(ledger.confirm)
+        pipe = store.client.pipeline(transaction=True)
+        self.letters.stage(pipe, ledger.letters)
+        store.stage_done(pipe, [(uid, key) for uid, key in ledger.done if uid not in confirmed])
+        store.stage_retries(
+            pipe,
             [
                 (RetryEntry(uid, tuple(keys), attempt + 1), now + delay)
                 for uid, (keys, delay) in ledger.retries.items()
             ],
             self.runtime.settings.ops_trace_redeliver_after_s,
         )
-        store.confirm(ledger.confirm)
+        store.stage_confirm(pipe, ledger.confirm)
+        pipe.execute()
 
 
 def _scoped(
-    targets: dict[str, DestinationConfig], scope: str | None
-) -> dict[str, DestinationConfig]:
+    targets: Mapping[str, DestinationConfig], scope: str | None
+) -> Mapping[str, DestinationConfig]:
     """A replayed record goes to the destination it failed at; if that config has changed
     since (fixed credentials change the key), to the destinations of the same kind."""
     if scope is None:

@@ -82,9 +82,14 @@ class DeadLetters:
         if not letters:
             return
         pipe = self.store.client.pipeline(transaction=True)
-        pipe.hset(self.key, mapping={d.id: json.dumps(asdict(d)) for d in letters})
-        pipe.zadd(self.index, {d.id: d.at for d in letters})
+        self.stage(pipe, letters)
         pipe.execute()
+
+    def stage(self, pipe: Any, letters: Sequence[DeadLetter]) -> None:
+        """Queue the storing of ``letters`` on a Redis pipeline (committed with other work)."""
+        if letters:
+            pipe.hset(self.key, mapping={d.id: json.dumps(asdict(d)) for d in letters})
+            pipe.zadd(self.index, {d.id: d.at for d in letters})
 
     def count(self) -> int:
         """How many entries there are."""

@@ -100,6 +100,14 @@ def lag(kind: str, seconds: float) -> None:
     )
 
 
+def lags(kind: str, seconds: Iterable[float]) -> None:
+    """:func:`lag` of several records accepted by one request (one instrument lookup)."""
+    histogram = _instruments()[sc.OPS_TRACE_LAG.name]
+    attributes = {sc.OPS_TRACE_DESTINATION: kind}
+    for value in seconds:
+        histogram.record(max(value, 0.0), attributes)
+
+
 def batch_size(kind: str, size: int) -> None:
     """Records in one destination request."""
     _instruments()[sc.OPS_TRACE_BATCH_SIZE.name].record(size, {sc.OPS_TRACE_DESTINATION: kind})

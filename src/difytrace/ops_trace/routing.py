@@ -29,6 +29,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
@@ -102,6 +103,7 @@ DestinationConfig = Annotated[
 ]
 _CONFIGS: TypeAdapter[list[DestinationConfig]] = TypeAdapter(list[DestinationConfig])
 Resolver = Callable[[str, str | None], Sequence[Any]]
+_Resolved = tuple[tuple[DestinationConfig, ...], Mapping[str, DestinationConfig]]
 
 
 def parse_configs(items: Any, where: str) -> tuple[DestinationConfig, ...]:
@@ -171,12 +173,19 @@ class Router:
         self.resolver = resolver
         self.timeout_s = timeout_s
         self.ttl_s = ttl_s
-        self._cache: dict[tuple[str, str | None], tuple[float, tuple[DestinationConfig, ...]]] = {}
+        self._cache: dict[tuple[str, str | None], tuple[float, _Resolved]] = {}
         self._built: dict[str, Destination] = {}
         self._lock = threading.Lock()
 
     def resolve(self, tenant_id: str, app_id: str | None) -> tuple[DestinationConfig, ...]:
         """The validated destination configs of a tenant's app."""
+        return self._lookup(tenant_id, app_id)[0]
+
+    def targets(self, tenant_id: str, app_id: str | None) -> Mapping[str, DestinationConfig]:
+        """The same configs by key (read-only): a key hashes every field, computed once."""
+        return self._lookup(tenant_id, app_id)[1]
+
+    def _lookup(self, tenant_id: str, app_id: str | None) -> _Resolved:
         now = time.monotonic()
         hit = self._cache.get((tenant_id, app_id))
         if hit is not None and hit[0] > now:
@@ -186,10 +195,11 @@ class Router:
         except Exception as exc:  # the host's resolver (a database...): the record waits
             raise ConfigurationError(f"{type(exc).__name__}: {exc}") from None
         configs = parse_configs(found, f"resolver({tenant_id!r})")
+        resolved = (configs, MappingProxyType({c.key: c for c in configs}))
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[(tenant_id, app_id)] = (now + self.ttl_s, configs)
-        return configs
+        self._cache[(tenant_id, app_id)] = (now + self.ttl_s, resolved)
+        return resolved
 
     def destination(self, config: DestinationConfig) -> Destination:
         """The destination object of one config (built once per key)."""

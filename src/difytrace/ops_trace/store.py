@@ -28,6 +28,16 @@ import redis
 
 _DONE_TTL_S = 7 * 24 * 3600
 
+# The done sets of many records in one command: [[index, members], ...] of the non-empty ones.
+_DONE_SETS = """
+local found = {}
+for i, key in ipairs(KEYS) do
+  local members = redis.call('SMEMBERS', key)
+  if #members > 0 then found[#found + 1] = {i - 1, members} end
+end
+return found
+"""
+
 
 def redis_client(url: str, *, sentinel_master: str = "mymaster", timeout_s: float = 2.0) -> Any:
     """A Redis client for a redis://, rediss:// or ``;``-separated sentinel:// URL."""
@@ -108,27 +118,50 @@ class OutboxStore:
 
         With ``lease_s``, the records' re-send time moves to ``now + lease_s``: the safety net
         counts from the moment a worker took them, not from submit (a long queue is no loss).
+        One round trip; the done sets come back from one script call, only the non-empty
+        ones (a record seen for the first time has none).
         """
         pipe = self.client.pipeline(transaction=False)
         if lease_s is not None:
             pipe.zadd(self.due_key, dict.fromkeys(uids, time.time() + lease_s), xx=True)
         pipe.hmget(self.rec_key, list(uids))
         pipe.hmget(self.scope_key, list(uids))
-        for uid in uids:
-            pipe.smembers(self._done_key(uid))
+        pipe.eval(_DONE_SETS, len(uids), *[self._done_key(u) for u in uids])
         results = pipe.execute()
-        payloads, scopes, *dones = results[1:] if lease_s is not None else results
+        payloads, scopes, found = results[1:] if lease_s is not None else results
+        done: dict[int, set[str]] = {int(i): {d.decode() for d in members} for i, members in found}
         return [
-            Loaded(uid, p, {d.decode() for d in done}, s.decode() if s else None)
-            for uid, p, s, done in zip(uids, payloads, scopes, dones, strict=True)
+            Loaded(uid, p, done.get(i, set()), s.decode() if s else None)
+            for i, (uid, p, s) in enumerate(zip(uids, payloads, scopes, strict=True))
         ]
+
+    def stage_done(self, pipe: Any, pairs: Iterable[tuple[str, str]]) -> None:
+        """Queue on ``pipe``: destination key ``d`` accepted (or dead-lettered) record ``uid``."""
+        for uid, dest in pairs:
+            pipe.sadd(self._done_key(uid), dest)
+            pipe.expire(self._done_key(uid), _DONE_TTL_S)
+
+    def stage_retries(
+        self, pipe: Any, entries: Sequence[tuple[RetryEntry, float]], redeliver_after_s: float
+    ) -> None:
+        """Queue on ``pipe``: retry these destinations at the given times, and push the
+        safety net past them."""
+        if entries:
+            pipe.zadd(self.retry_key, {e.encode(): at for e, at in entries})
+            pipe.zadd(self.due_key, {e.uid: at + redeliver_after_s for e, at in entries}, xx=True)
+
+    def stage_confirm(self, pipe: Any, uids: Sequence[str]) -> None:
+        """Queue on ``pipe``: every destination took these records, forget them."""
+        if uids:
+            pipe.hdel(self.rec_key, *uids)
+            pipe.zrem(self.due_key, *uids)
+            pipe.hdel(self.scope_key, *uids)
+            pipe.delete(*[self._done_key(u) for u in uids])
 
     def mark_done(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Record that destination key ``d`` accepted (or dead-lettered) record ``uid``."""
         pipe = self.client.pipeline(transaction=False)
-        for uid, dest in pairs:
-            pipe.sadd(self._done_key(uid), dest)
-            pipe.expire(self._done_key(uid), _DONE_TTL_S)
+        self.stage_done(pipe, pairs)
         pipe.execute()
 
     def confirm(self, uids: Sequence[str]) -> None:
@@ -136,10 +169,7 @@ class OutboxStore:
         if not uids:
             return
         pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(self.rec_key, *uids)
-        pipe.zrem(self.due_key, *uids)
-        pipe.hdel(self.scope_key, *uids)
-        pipe.delete(*[self._done_key(u) for u in uids])
+        self.stage_confirm(pipe, uids)
         pipe.execute()
 
     def schedule_retries(
@@ -149,8 +179,7 @@ class OutboxStore:
         if not entries:
             return
         pipe = self.client.pipeline(transaction=True)
-        pipe.zadd(self.retry_key, {e.encode(): at for e, at in entries})
-        pipe.zadd(self.due_key, {e.uid: at + redeliver_after_s for e, at in entries}, xx=True)
+        self.stage_retries(pipe, entries, redeliver_after_s)
         pipe.execute()
 
     def take_due_retries(self, now: float, limit: int) -> list[RetryEntry]:
