@@ -57,3 +57,37 @@ def test_other_values_decode_and_none_is_left_out() -> None:
         "none": None,
     }
     assert _decoded(attrs) == [(k, v) for k, v in attrs.items() if v is not None]
+
+
+def test_a_request_of_megabytes_decodes_span_by_span() -> None:
+    trace = otlp_wire.trace_id_field("0af7651916cd43dd8448eb211c80319c")
+    spans = [
+        otlp_wire.span(
+            trace,
+            f"{i + 1:016x}",
+            f"{i:016x}" if i else None,
+            f"span {i}",
+            start_ns=i,
+            end_ns=i + 1,
+            attributes=otlp_wire.attributes(9, {"text": "z" * (i * 97)}),
+            status_code=otlp_wire.STATUS_ERROR if i % 2 else otlp_wire.STATUS_UNSET,
+            status_message="failed" if i % 2 else "",
+        )
+        for i in range(300)
+    ]
+    body = otlp_wire.export_requests(
+        {"service.name": "svc"}, "scope", "1.2", [spans[:7], spans[7:]]
+    )
+    assert len(body) > 2**22  # lengths of four varint bytes at the outer levels
+    (resource_spans,) = ExportTraceServiceRequest.FromString(body).resource_spans
+    assert resource_spans.resource.attributes[0].value.string_value == "svc"
+    (scope_spans,) = resource_spans.scope_spans
+    assert (scope_spans.scope.name, scope_spans.scope.version) == ("scope", "1.2")
+    decoded = scope_spans.spans
+    assert [s.name for s in decoded] == [f"span {i}" for i in range(300)]
+    for i, span in enumerate(decoded):
+        assert span.parent_span_id == (bytes.fromhex(f"{i:016x}") if i else b"")
+        assert (span.start_time_unix_nano, span.end_time_unix_nano) == (i, i + 1)
+        assert span.attributes[0].value.string_value == "z" * (i * 97)
+        assert span.status.code == (2 if i % 2 else 0)
+        assert span.status.message == ("failed" if i % 2 else "")

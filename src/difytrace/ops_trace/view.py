@@ -15,6 +15,7 @@ Langfuse / LangSmith show no metadata in the tree, so the nodes of one branch (s
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -265,22 +266,29 @@ def _node_observations(record: WorkflowRecord, root: Observation) -> list[Observ
     return out
 
 
-def _ordered(nodes: list[NodeExecution]) -> list[NodeExecution]:
-    return sorted(nodes, key=_order)
+def _node_order(node: NodeExecution) -> tuple[datetime, int, str]:
+    """Time order; ties broken by index and id so the record's node order never matters."""
+    return node.start_time, node.index if node.index is not None else 0, node.id
 
 
 def _order(entry: _Entry) -> tuple[datetime, int, str]:
-    """Time order; ties broken by index and id so the record's node order never matters."""
-    node = entry.nodes[0] if isinstance(entry, _Branch) else entry
-    tie = entry.branch_id if isinstance(entry, _Branch) else node.id
-    return node.start_time, node.index if node.index is not None else 0, tie
+    """:func:`_node_order`, a branch ordered by its first node and its branch id."""
+    if isinstance(entry, _Branch):
+        first = entry.nodes[0]
+        return first.start_time, first.index if first.index is not None else 0, entry.branch_id
+    return _node_order(entry)
 
 
-def _entries(nodes: list[NodeExecution]) -> list[_Entry]:
+def _entries(nodes: list[NodeExecution]) -> Sequence[_Entry]:
     """Siblings in time order, the nodes of each parallel branch grouped into one entry."""
+    for node in nodes:
+        if node.parallel_branch_id is not None:
+            break
+    else:  # no parallel branch among them (the common case): one sort
+        return sorted(nodes, key=_node_order)
     entries: list[_Entry] = []
     branches: dict[tuple[Any, ...], list[NodeExecution]] = {}
-    for node in _ordered(nodes):
+    for node in sorted(nodes, key=_node_order):
         if node.parallel_branch_id is None:
             entries.append(node)
             continue

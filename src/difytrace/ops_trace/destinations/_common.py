@@ -10,6 +10,7 @@ import pydantic_core
 
 from difytrace.bootstrap import __version__
 from difytrace.ops_trace.destinations import otlp_wire
+from difytrace.ops_trace.records import Usage
 from difytrace.ops_trace.view import Observation
 
 SCOPE_NAME = "difytrace.ops_trace"
@@ -70,6 +71,11 @@ def usage_details(obs: Observation) -> dict[str, int] | None:
         "output": obs.usage.output_tokens,
         "total": obs.usage.total,
     }
+
+
+def usage_details_json(usage: Usage) -> str:
+    """:func:`usage_details` as JSON text (the same text ``to_json`` writes, without the dict)."""
+    return f'{{"input":{usage.input_tokens},"output":{usage.output_tokens},"total":{usage.total}}}'
 
 
 def cost_details(obs: Observation) -> dict[str, float] | None:

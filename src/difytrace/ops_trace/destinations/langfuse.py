@@ -23,6 +23,7 @@ from difytrace.ops_trace.destinations._common import (
     iso,
     to_json,
     usage_details,
+    usage_details_json,
     wire_span,
 )
 from difytrace.ops_trace.destinations.base import (
@@ -45,9 +46,27 @@ def _auth(public_key: str, secret_key: str) -> str:
     return "Basic " + base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
 
 
-def _metadata(prefix: str, metadata: dict[str, Any]) -> dict[str, str]:
+class _Prefixed(dict[str, str]):
+    """``prefix.key`` attribute names, made once per key (metadata keys repeat)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def __missing__(self, key: str) -> str:
+        name = f"{self.prefix}.{key}"
+        if len(self) < 10_000:
+            self[key] = name
+        return name
+
+
+_OBSERVATION_METADATA = _Prefixed("langfuse.observation.metadata")
+_TRACE_METADATA = _Prefixed("langfuse.trace.metadata")
+
+
+def _metadata(names: _Prefixed, metadata: dict[str, Any]) -> dict[str, str]:
     return {
-        f"{prefix}.{k}": v if isinstance(v, str) else to_json(v)
+        names[k]: v if v.__class__ is str else str(v) if v.__class__ is int else to_json(v)
         for k, v in metadata.items()
         if v is not None
     }
@@ -87,9 +106,10 @@ def _own_tail(view: TraceView, obs: Observation) -> dict[str, Any]:
         attrs["langfuse.observation.status_message"] = obs.error or "error"
     if obs.model:
         attrs["langfuse.observation.model.name"] = obs.model
-        attrs["langfuse.observation.model.parameters"] = to_json(obs.model_parameters)
+        params = obs.model_parameters
+        attrs["langfuse.observation.model.parameters"] = to_json(params) if params else "{}"
     if obs.usage is not None:
-        attrs["langfuse.observation.usage_details"] = to_json(usage_details(obs))
+        attrs["langfuse.observation.usage_details"] = usage_details_json(obs.usage)
     if obs.cost is not None:
         attrs["langfuse.observation.cost_details"] = _or_none(cost_details(obs))
     if obs.completion_start_time is not None:
@@ -97,7 +117,7 @@ def _own_tail(view: TraceView, obs: Observation) -> dict[str, Any]:
             iso(obs.completion_start_time)
         )
     if obs.metadata:
-        attrs.update(_metadata("langfuse.observation.metadata", obs.metadata))
+        attrs.update(_metadata(_OBSERVATION_METADATA, obs.metadata))
     if obs.key == "" and view.is_trace_root:
         attrs.update(_trace_attributes(view))
     return attrs
@@ -119,7 +139,7 @@ def _trace_attributes(view: TraceView) -> dict[str, Any]:
         ),
         "langfuse.trace.tags": list(record.tags) or None,
     }
-    attrs.update(_metadata("langfuse.trace.metadata", dict(record.metadata)))
+    attrs.update(_metadata(_TRACE_METADATA, record.metadata))
     return attrs
 
 
