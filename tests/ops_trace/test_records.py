@@ -5,20 +5,25 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from difytrace.exceptions import RecordError
 from difytrace.ops_trace import ids
 from difytrace.ops_trace.records import (
+    Cost,
     DatasetRetrievalRecord,
     NodeExecution,
     ParentRef,
+    RecordBase,
     RetrievedDocument,
     ToolRecord,
+    Usage,
     WorkflowRecord,
     parse_record,
+    to_payload,
 )
 from difytrace.ops_trace.view import build_view
-from tests.ops_trace.factories import T0, at, message, workflow
+from tests.ops_trace.factories import COST, T0, at, message, other_kinds, workflow
 
 
 def test_every_kind_round_trips_through_json() -> None:
@@ -37,6 +42,68 @@ def test_every_kind_round_trips_through_json() -> None:
         again = parse_record(record.model_dump_json())
         assert again == record
         assert json.loads(record.model_dump_json())["schema_version"] == 1
+
+
+def test_the_outbox_payload_leaves_out_none_fields_and_reads_back_equal() -> None:
+    base = workflow(nodes=9).model_dump()
+    records: list[RecordBase] = [
+        WorkflowRecord(**{**base, "metadata": {"kept": None}, "inputs": {"a": None, "b": [None]}}),
+        message(cost=COST, usage=Usage(input_tokens=1, output_tokens=2, total_tokens=None)),
+        *other_kinds(),
+        ToolRecord(
+            record_id="t1",
+            tenant_id="a",
+            start_time=T0,
+            parent=ParentRef(record_id="m", start_time=T0),
+            tool_config={"x": None},
+        ),
+        DatasetRetrievalRecord(
+            record_id="d1",
+            tenant_id="a",
+            start_time=T0,
+            documents=(RetrievedDocument(content="doc", score=None),),
+        ),
+    ]
+    for record in records:
+        payload = to_payload(record)
+        assert parse_record(payload) == record
+        assert len(payload) < len(record.model_dump_json())
+        data = json.loads(payload)
+        assert "trace_id" not in data
+        assert data["kind"] == record.kind
+        assert data["schema_version"] == 1
+    first = json.loads(to_payload(records[0]))
+    assert first["inputs"] == {"a": None, "b": [None]}  # the app's own nulls are kept
+    assert first["metadata"] == {"kept": None}
+    assert all("parent_id" not in n or n["parent_id"] for n in first["nodes"])
+
+
+def test_every_field_that_takes_none_defaults_to_none() -> None:
+    """What makes leaving None fields out of the payload safe (and keeps it safe)."""
+    models = [
+        *_all_subclasses(RecordBase),
+        NodeExecution,
+        Usage,
+        Cost,
+        ParentRef,
+        RetrievedDocument,
+    ]
+    for model in models:
+        for name, info in model.model_fields.items():
+            if info.is_required() or info.get_default(call_default_factory=True) is None:
+                continue
+            try:
+                TypeAdapter(info.annotation).validate_python(None)
+            except ValidationError:
+                continue
+            raise AssertionError(f"{model.__name__}.{name} takes None but defaults otherwise")
+
+
+def _all_subclasses(cls: type[BaseModel]) -> set[type[BaseModel]]:
+    found = set(cls.__subclasses__())
+    for sub in list(found):
+        found |= _all_subclasses(sub)
+    return found
 
 
 def test_naive_timestamp_is_refused_with_the_field_named() -> None:

@@ -28,7 +28,7 @@ from difytrace._guard import internal_errors
 from difytrace.exceptions import RecordError
 from difytrace.ops_trace import budget, dlq, metrics
 from difytrace.ops_trace.config import Runtime
-from difytrace.ops_trace.records import RecordBase, parse_record
+from difytrace.ops_trace.records import RecordBase, parse_record, to_payload
 from difytrace.settings import Settings, load_settings
 
 logger = logging.getLogger("difytrace.ops_trace")
@@ -98,7 +98,7 @@ class Outbox:
 
     def _serialise(self, record: RecordBase) -> bytes:
         try:
-            payload = record.__pydantic_serializer__.to_json(record)
+            payload = to_payload(record)
         except ValueError:  # lone surrogates and other text that is not UTF-8
             payload = _sanitised(record)
         if len(payload) > self.budget:
