@@ -31,7 +31,7 @@ def _decoded(attrs: dict[str, Any]) -> list[tuple[str, Any]]:
         "s",
         start_ns=1,
         end_ns=2,
-        attributes=otlp_wire.attributes(9, attrs),
+        attribute_pieces=[otlp_wire.attributes(9, attrs)],
     )
     body = otlp_wire.export_request({"service.name": "svc"}, "scope", "1", [span])
     request = ExportTraceServiceRequest.FromString(body)
@@ -69,7 +69,7 @@ def test_a_request_of_megabytes_decodes_span_by_span() -> None:
             f"span {i}",
             start_ns=i,
             end_ns=i + 1,
-            attributes=otlp_wire.attributes(9, {"text": "z" * (i * 97)}),
+            attribute_pieces=[otlp_wire.attributes(9, {"text": "z" * (i * 97)})],
             status_code=otlp_wire.STATUS_ERROR if i % 2 else otlp_wire.STATUS_UNSET,
             status_message="failed" if i % 2 else "",
         )

@@ -253,7 +253,6 @@ RECORD_KINDS: tuple[str, ...] = (
 
 # The union needs the config too: without it, floats inside JsonValue fields accept NaN.
 _ADAPTER: TypeAdapter[Record] = TypeAdapter(Record, config=ConfigDict(allow_inf_nan=False))
-_NON_FINITE = (b"NaN", b"Infinity")
 
 
 def _explain(exc: ValidationError) -> str:
@@ -274,7 +273,7 @@ def parse_record(data: bytes | str | dict[str, Any]) -> Record:
     """
     try:
         raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
-        if isinstance(raw, bytes) and any(token in raw for token in _NON_FINITE):
+        if isinstance(raw, bytes) and (b"NaN" in raw or b"Infinity" in raw):
             data = _loads(raw)  # the JSON parser would take NaN; the model must see it
             if not isinstance(data, dict):
                 raise RecordError("invalid ops_trace record: expected a JSON object")

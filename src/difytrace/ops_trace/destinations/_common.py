@@ -38,14 +38,10 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def unix_ns(moment: datetime) -> int:
-    """Nanoseconds since the epoch."""
-    return int(moment.timestamp() * 1_000_000) * 1000
-
-
-def wire_span(trace_field: bytes, obs: Observation, attributes: bytes) -> bytes:
+def wire_span(trace_field: bytes, obs: Observation, attribute_pieces: list[bytes]) -> bytes:
     """Encode one observation as an OTLP span (``trace_field``: its record's
-    :func:`otlp_wire.trace_id_field`; ``attributes``: encoded by :func:`otlp_wire.attributes`)."""
+    :func:`otlp_wire.trace_id_field`; ``attribute_pieces``: from
+    :func:`otlp_wire.attributes_into`)."""
     start = obs.start_time
     end = obs.end_time or start
     error = obs.status == "error"
@@ -54,9 +50,9 @@ def wire_span(trace_field: bytes, obs: Observation, attributes: bytes) -> bytes:
         obs.span_id,
         obs.parent_span_id,
         obs.name,
-        start_ns=unix_ns(start),
-        end_ns=unix_ns(end),
-        attributes=attributes,
+        start_ns=int(start.timestamp() * 1_000_000) * 1000,  # microseconds: what records keep
+        end_ns=int(end.timestamp() * 1_000_000) * 1000,
+        attribute_pieces=attribute_pieces,
         status_code=otlp_wire.STATUS_ERROR if error else otlp_wire.STATUS_UNSET,
         status_message=(obs.error or "") if error else "",
     )

@@ -202,16 +202,15 @@ class LangfuseDestination(Destination):
         # The record's own attributes are encoded once and shared by its observations.
         shared = otlp_wire.attributes(9, record_attributes(view, self.environment))
         trace = otlp_wire.trace_id_field(view.trace_id)
-        return [
-            wire_span(
-                trace,
-                obs,
-                otlp_wire.attributes(9, _own_head(obs))
-                + shared
-                + otlp_wire.attributes(9, _own_tail(view, obs)),
-            )
-            for obs in view.observations
-        ]
+        return [self._span(trace, shared, view, obs) for obs in view.observations]
+
+    @staticmethod
+    def _span(trace: bytes, shared: bytes, view: TraceView, obs: Observation) -> bytes:
+        pieces: list[bytes] = []
+        otlp_wire.attributes_into(pieces, 9, _own_head(obs))
+        pieces.append(shared)
+        otlp_wire.attributes_into(pieces, 9, _own_tail(view, obs))
+        return wire_span(trace, obs, pieces)
 
     def _post_otlp(self, items: list[tuple[str, Any]]) -> Outcome:
         body = otlp_wire.export_requests(

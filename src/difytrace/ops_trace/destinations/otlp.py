@@ -108,12 +108,12 @@ class OtlpDestination(Destination):
         # The record's own attributes are encoded once and shared by its spans.
         shared = otlp_wire.attributes(9, record_attributes(view))
         trace = otlp_wire.trace_id_field(view.trace_id)
-        return [
-            wire_span(
-                trace, obs, shared + otlp_wire.attributes(9, _own_attributes(obs, self.flavour))
-            )
-            for obs in view.observations
-        ]
+        return [self._span(trace, shared, obs) for obs in view.observations]
+
+    def _span(self, trace: bytes, shared: bytes, obs: Observation) -> bytes:
+        pieces = [shared]
+        otlp_wire.attributes_into(pieces, 9, _own_attributes(obs, self.flavour))
+        return wire_span(trace, obs, pieces)
 
     def _post(self, items: list[tuple[str, Any]]) -> Outcome:
         body = otlp_wire.export_requests(

@@ -77,14 +77,20 @@ def _key(name: str) -> bytes:
 
 
 def attributes(field: int, attrs: dict[str, Any]) -> bytes:
-    """Repeated ``KeyValue`` at ``field``; None values are left out.
+    """Repeated ``KeyValue`` at ``field``; None values are left out."""
+    out: list[bytes] = []
+    attributes_into(out, field, attrs)
+    return b"".join(out)
+
+
+def attributes_into(out: list[bytes], field: int, attrs: dict[str, Any]) -> None:
+    """:func:`attributes` as pieces appended to ``out`` (joined once with their span).
 
     The hot path of the worker (a dozen attributes per span): string values, the common case,
-    are written as flat pieces joined once, without an intermediate ``AnyValue`` object.
+    are written as flat pieces, without an intermediate ``AnyValue`` object.
     """
     tag = _TAGS[field]
     small = _SMALL
-    out: list[bytes] = []
     for k, v in attrs.items():
         if v is None:
             continue
@@ -120,7 +126,6 @@ def attributes(field: int, attrs: dict[str, Any]) -> bytes:
         value = any_value(v)
         kv = head + _varint(len(value)) + value
         out += (tag, _varint(len(kv)), kv)
-    return b"".join(out)
 
 
 def trace_id_field(trace_id: str) -> bytes:
@@ -139,12 +144,12 @@ def span(
     *,
     start_ns: int,
     end_ns: int,
-    attributes: bytes,
+    attribute_pieces: list[bytes],
     status_code: int = STATUS_UNSET,
     status_message: str = "",
 ) -> bytes:
     """An encoded ``Span`` (kind INTERNAL); ``trace_field`` from :func:`trace_id_field`,
-    ``attributes`` from :func:`attributes` at field 9."""
+    ``attribute_pieces`` from :func:`attributes_into` (or :func:`attributes`) at field 9."""
     own = bytes.fromhex(span_id)
     out = [trace_field, b"\x12", _SMALL[len(own)], own]
     if parent_span_id:
@@ -154,8 +159,8 @@ def span(
         _str(5, name),
         _SPAN_KIND_INTERNAL,
         _times(0x39, start_ns, 0x41, end_ns),
-        attributes,
     )
+    out += attribute_pieces
     if status_code:
         status = (
             (_str(2, status_message) if status_message else b"") + b"\x18" + _varint(status_code)
