@@ -93,15 +93,8 @@ def dead_lettered(kind: str, reason: str, count: int = 1) -> None:
     )
 
 
-def lag(kind: str, seconds: float) -> None:
-    """Record finished → accepted by the destination."""
-    _instruments()[sc.OPS_TRACE_LAG.name].record(
-        max(seconds, 0.0), {sc.OPS_TRACE_DESTINATION: kind}
-    )
-
-
 def lags(kind: str, seconds: Iterable[float]) -> None:
-    """:func:`lag` of several records accepted by one request (one instrument lookup)."""
+    """Record finished → accepted by the destination, for the records of one request."""
     histogram = _instruments()[sc.OPS_TRACE_LAG.name]
     attributes = {sc.OPS_TRACE_DESTINATION: kind}
     for value in seconds:
