@@ -1,9 +1,10 @@
 """A small OTLP/protobuf trace encoder: ``ExportTraceServiceRequest`` bytes from plain values.
 
-Building the generated ``opentelemetry.proto`` messages costs ~50 µs per span with 15
-attributes (one Python object per attribute); writing the wire format directly is several
-times faster, which is what lets one worker keep up with thousands of traces per second. The
-tests decode every request with the official ``opentelemetry.proto`` classes.
+Building the generated ``opentelemetry.proto`` messages (upb) costs ~18 µs per span of 11
+attributes (one Python object per attribute and value); writing the wire format directly
+costs ~7 µs, and a record's shared attributes are encoded once for all its spans: what lets
+one worker deliver thousands of traces per CPU-second. The tests decode requests with the
+official ``opentelemetry.proto`` classes.
 """
 
 from __future__ import annotations
