@@ -1,8 +1,8 @@
 """The one place that turns a record into observations; every destination maps these.
 
 A :class:`TraceView` is a flat, parents-first list of :class:`Observation` with their
-deterministic ids already computed (span ids, LangSmith run ids, dotted orders), so the
-destinations only translate fields into their wire format.
+deterministic ids (span ids computed, LangSmith run ids and dotted orders on first use), so
+the destinations only translate fields into their wire format.
 
 Workflow nodes nest by ``parent_id`` (iteration, loop, agent); the rounds of an iteration or
 loop run one after another, so in time order they read as rounds, with the index in the
