@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import openai
 import pydantic
 import pytest
-from opentelemetry import trace
+from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from difytrace import bootstrap
@@ -160,6 +160,66 @@ def test_stream_ends_when_exhausted_with_ttft_and_usage_or_estimate(
     point = span_capture.metrics()["gen_ai.client.token.usage"][0]
     estimated = point.attributes.get("difytrace.gen_ai.usage.estimated")
     assert estimated == (None if include_usage else "true")
+
+
+def test_stream_asking_for_usage_that_never_comes_estimates_a_token_a_chunk(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    # The call asks for the usage chunk, so the text of its chunks is not read; a server that
+    # ignores stream_options still gets an estimate, flagged, of one token a chunk.
+    openai_server.script(Reply(chunks=30, include_usage=False))
+    stream = client(openai_server).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,  # type: ignore[arg-type]
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    a = only_span(span_capture).attributes
+    assert a["difytrace.gen_ai.usage.estimated"] is True
+    assert a["gen_ai.usage.output_tokens"] == len(chunks) == 32  # role, 30 texts, finish
+    assert a["gen_ai.usage.input_tokens"] > 0
+    assert a["gen_ai.response.finish_reasons"] == ("stop",)
+    assert a["difytrace.gen_ai.usage.cost"] > 0
+
+
+def test_tenant_and_app_from_baggage_label_the_metric_series(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    c = client(openai_server)
+    for tenant in ("tenant-1", "tenant-2", "tenant-1", None):
+        ctx = context.get_current()
+        if tenant is not None:
+            ctx = baggage.set_baggage("tenant.id", tenant, context=ctx)
+            ctx = baggage.set_baggage("app.id", f"app-of-{tenant}", context=ctx)
+        token = context.attach(ctx)
+        try:
+            c.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+        finally:
+            context.detach(token)
+    metrics = span_capture.metrics()
+    duration = metrics["gen_ai.client.operation.duration"]
+    one = {"tenant.id": "tenant-1", "app.id": "app-of-tenant-1"}
+    assert histogram_totals(duration, one).count == 2
+    assert histogram_totals(duration, {"tenant.id": "tenant-2"}).count == 1
+    assert histogram_totals(duration, {"app.id": "app-of-tenant-2"}).count == 1
+    assert [p.count for p in duration if "tenant.id" not in p.attributes] == [1]
+    tokens = metrics["gen_ai.client.token.usage"]
+    assert histogram_totals(tokens, {**one, "gen_ai.token.type": "input"}).count == 2
+    assert histogram_totals(tokens, {**one, "gen_ai.token.type": "output"}).count == 2
+    per_call = only_span_cost(span_capture)
+    cost = metrics["difytrace.gen_ai.client.cost"]
+    assert sum_value(cost, one) == pytest.approx(2 * per_call)
+    assert sum_value(cost, {"tenant.id": "tenant-2"}) == pytest.approx(per_call)
+    assert sum_value(cost) == pytest.approx(4 * per_call)
+    spans = llm_spans(span_capture)
+    assert all("tenant.id" not in s.attributes for s in spans)  # metric labels, not span data
+
+
+def only_span_cost(capture: SpanCapture) -> float:
+    costs = {s.attributes["difytrace.gen_ai.usage.cost"] for s in llm_spans(capture)}
+    assert len(costs) == 1  # the same reply to every call
+    return float(costs.pop())
 
 
 def test_tool_call_deltas(

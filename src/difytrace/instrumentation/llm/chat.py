@@ -7,10 +7,13 @@ only lengths are kept, for the offline token estimate.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from difytrace import semconv_genai as g
+from difytrace.instrumentation.llm.fields import field as _get
+from difytrace.instrumentation.llm.fields import fields_of
 from difytrace.instrumentation.llm.invocation import Invocation
 from difytrace.instrumentation.llm.usage import read_usage
 
@@ -32,14 +35,6 @@ _NOT_GIVEN_NAMES = {"NotGiven", "Omit", "NoneType"}
 
 def _given(value: Any) -> bool:
     return value is not None and type(value).__name__ not in _NOT_GIVEN_NAMES
-
-
-def _get(obj: Any, name: str) -> Any:
-    if type(obj) is dict:  # the common cases first: isinstance(Mapping) is an ABC check
-        return obj.get(name)
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
 
 
 def request_params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,19 +126,26 @@ def _tool_call_part(call: Any) -> dict[str, Any]:
     }
 
 
+_RESPONSE_FIELDS = frozenset(
+    {"id", "model", "system_fingerprint", "service_tier", "choices", "usage"}
+)
+_CHOICE_FIELDS = frozenset({"finish_reason", "message"})
+
+
 def read_chat_response(inv: Invocation, response: Any) -> None:
     """Fill ``inv`` from a chat completion (OpenAI ``ChatCompletion``, litellm
     ``ModelResponse``)."""
-    inv.response_id = _get(response, "id")
-    inv.response_model = _get(response, "model")
-    inv.system_fingerprint = _get(response, "system_fingerprint")
-    inv.service_tier = _get(response, "service_tier")
-    choices = _get(response, "choices") or ()
-    inv.finish_reasons = [str(_get(c, "finish_reason") or "") for c in choices]
-    inv.set_usage(read_usage(_get(response, "usage")))
+    fields = fields_of(response, _RESPONSE_FIELDS)
+    inv.response_id = fields.get("id")
+    inv.response_model = fields.get("model")
+    inv.system_fingerprint = fields.get("system_fingerprint")
+    inv.service_tier = fields.get("service_tier")
+    choices = [fields_of(c, _CHOICE_FIELDS) for c in fields.get("choices") or ()]
+    inv.finish_reasons = [str(c.get("finish_reason") or "") for c in choices]
+    inv.set_usage(read_usage(fields.get("usage")))
     if inv.capture_content:
         inv.output_messages = [
-            _output_message(_get(c, "message"), _get(c, "finish_reason")) for c in choices
+            _output_message(c.get("message"), c.get("finish_reason")) for c in choices
         ]
 
 
@@ -158,39 +160,58 @@ def _output_message(message: Any, finish_reason: Any) -> dict[str, Any]:
 
 
 class ChatStreamAccumulator:
-    """Accumulates ``ChatCompletionChunk``-shaped chunks (OpenAI SDK and litellm)."""
+    """Accumulates the ``ChatCompletionChunk``-shaped chunks of one stream (OpenAI SDK and
+    litellm) into its invocation.
 
-    __slots__ = ("_reasons", "_texts", "_tools")
+    :meth:`chunk` runs once per chunk, so it reads each field once, and reads the OpenAI SDK's
+    chunks (whose classes declare every field read here) with plain attribute reads; other
+    chunks (litellm's keep most fields as pydantic extras, or omit them) go through
+    :func:`~difytrace.instrumentation.llm.fields.field`.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_capture", "_inv", "_read", "_reasons", "_texts", "_tools")
+
+    def __init__(self, inv: Invocation) -> None:
+        self._inv = inv
+        self._capture = inv.capture_content
+        self._read: Any = _get
         self._reasons: dict[int, str] = {}
         self._texts: dict[int, list[str]] = {}
         self._tools: dict[int, dict[int, dict[str, Any]]] = {}
 
-    def chunk(self, inv: Invocation, chunk: Any) -> None:
+    def chunk(self, chunk: Any) -> None:
         """Account for one chunk: timing, ids, usage, finish reasons, text length."""
+        inv = self._inv
         if inv.first_chunk_ns is None:
-            inv.response_id = chunk.id
-            inv.response_model = chunk.model
-            inv.system_fingerprint = getattr(chunk, "system_fingerprint", None)
-            inv.service_tier = getattr(chunk, "service_tier", None)
-        usage = getattr(chunk, "usage", None)
+            self._first(inv, chunk)
+        inv.chunks += 1
+        read = self._read
+        usage = read(chunk, "usage")
         if usage is not None:
             inv.set_usage(read_usage(usage))
-        text_len = 0
-        for choice in chunk.choices:
-            delta = choice.delta
-            content = getattr(delta, "content", None) if delta is not None else None
-            if content:
-                text_len += len(content)
-                if inv.capture_content:
-                    self._texts.setdefault(choice.index, []).append(content)
-            if delta is not None and getattr(delta, "tool_calls", None):
-                self._tool_deltas(inv, choice.index, delta.tool_calls)
-            if choice.finish_reason:
-                self._reasons[choice.index] = choice.finish_reason
-        inv.mark_chunk()
-        inv.output_chars += text_len
+        for choice in read(chunk, "choices") or ():
+            delta = read(choice, "delta")
+            if delta is not None:
+                content = read(delta, "content")
+                if content:
+                    inv.output_chars += len(content)
+                    if self._capture:
+                        self._texts.setdefault(read(choice, "index"), []).append(content)
+                calls = read(delta, "tool_calls")
+                if calls:
+                    self._tool_deltas(inv, read(choice, "index"), calls)
+            reason = read(choice, "finish_reason")
+            if reason:
+                self._reasons[read(choice, "index")] = reason
+
+    def _first(self, inv: Invocation, chunk: Any) -> None:
+        inv.first_chunk_ns = time.monotonic_ns()
+        if type(chunk).__module__.startswith("openai.types."):
+            self._read = getattr
+        inv.response_id = _get(chunk, "id")
+        inv.response_model = _get(chunk, "model")
+        inv.system_fingerprint = _get(chunk, "system_fingerprint")
+        inv.service_tier = _get(chunk, "service_tier")
 
     def _tool_deltas(self, inv: Invocation, index: int, calls: Any) -> None:
         slots = self._tools.setdefault(index, {})
@@ -208,8 +229,9 @@ class ChatStreamAccumulator:
                     slot["arguments"] += fn.arguments
                     inv.output_chars += len(fn.arguments)
 
-    def finish(self, inv: Invocation) -> None:
+    def finish(self) -> None:
         """Finish reasons and, with content capture, the output messages."""
+        inv = self._inv
         if self._reasons:
             inv.finish_reasons = [self._reasons[i] for i in sorted(self._reasons)]
         if inv.capture_content:
@@ -227,3 +249,40 @@ class ChatStreamAccumulator:
                 }
                 for i in indexes
             ]
+
+
+class UsageChunkAccumulator(ChatStreamAccumulator):
+    """For OpenAI SDK chat streams that asked for the final usage chunk
+    (``stream_options={"include_usage": True}``), content not captured: only usage and finish
+    reasons are read from a chunk. Its text and tool calls would serve only the token estimate
+    (the usage chunk makes it moot) and the content (off); each read of a pydantic field
+    costs ~500 instructions, three a chunk are saved. Should the usage chunk not come (the
+    stream closed early, a server ignoring ``stream_options``), the estimate counts one output
+    token a chunk, as OpenAI streams them.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, inv: Invocation) -> None:
+        super().__init__(inv)
+        inv.text_counted = False
+
+    def chunk(self, chunk: Any) -> None:
+        """Account for one chunk: timing, ids, usage, finish reasons."""
+        inv = self._inv
+        if inv.first_chunk_ns is None:
+            self._first(inv, chunk)
+        inv.chunks += 1
+        usage = chunk.usage
+        if usage is not None:
+            inv.set_usage(read_usage(usage))
+        for choice in chunk.choices:
+            reason = choice.finish_reason
+            if reason:
+                self._reasons[choice.index] = reason
+
+
+def usage_chunk_requested(kwargs: Mapping[str, Any]) -> bool:
+    """Whether a streamed chat call asked for the final usage chunk."""
+    options = kwargs.get("stream_options")
+    return _given(options) and bool(_get(options, "include_usage"))

@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 
 from difytrace.instrumentation.llm.usage import Usage
 
@@ -26,11 +26,22 @@ IN_LLM_CALL = otel_context.create_key("difytrace-in-llm-call")
 _SUPPRESS = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
 
 
+def _key_set_by(setter: Any) -> str:
+    """The context key the API writes in ``setter(empty context)``: learnt through the public
+    API, so a call can set the span and :data:`IN_LLM_CALL` in one new context, not two."""
+    (key,) = setter(otel_context.Context()).keys()
+    return str(key)
+
+
+_SPAN_KEY = _key_set_by(lambda ctx: trace.set_span_in_context(trace.INVALID_SPAN, ctx))
+#: Where the API keeps baggage (read once per call for the tenant / app metric labels).
+BAGGAGE_KEY = _key_set_by(lambda ctx: baggage.set_baggage("k", "v", context=ctx))
+
+
 def suppressed() -> bool:
     """Whether an enclosing LLM call (or OTel suppression) asks this one not to be traced."""
-    if otel_context.get_value(IN_LLM_CALL):
-        return True
-    return bool(_SUPPRESS is not None and otel_context.get_value(_SUPPRESS))
+    ctx = otel_context.get_current()  # one lookup for both keys (a Context is a dict)
+    return bool(ctx.get(IN_LLM_CALL) or (_SUPPRESS is not None and ctx.get(_SUPPRESS)))
 
 
 class Invocation:
@@ -43,6 +54,7 @@ class Invocation:
         "_token",
         "cache_creation_tokens",
         "cache_read_tokens",
+        "capture_content",
         "chunks",
         "dimension_count",
         "finish_reasons",
@@ -66,6 +78,7 @@ class Invocation:
         "span",
         "stream",
         "system_fingerprint",
+        "text_counted",
         "usage_estimated",
     )
 
@@ -82,6 +95,8 @@ class Invocation:
         stream: bool,
     ) -> None:
         self._telemetry = telemetry
+        #: Whether message content may be recorded (off unless the setting enables it).
+        self.capture_content: bool = telemetry.capture_content
         self.span = span
         self._start_ns = time.monotonic_ns()
         self._ended = False
@@ -111,16 +126,16 @@ class Invocation:
         self.first_chunk_ns: int | None = None
         self.chunks = 0
         self.output_chars = 0
-
-    @property
-    def capture_content(self) -> bool:
-        """Whether message content may be recorded (off unless the setting enables it)."""
-        return self._telemetry.capture_content
+        #: False when a stream's text is not read at all (its final usage chunk was asked
+        #: for): an estimate, needed only if that chunk never came, counts a token a chunk.
+        self.text_counted = True
 
     def attach(self) -> None:
         """Make the span current (and inner LLM instrumentation silent) until :meth:`detach`."""
-        ctx = trace.set_span_in_context(self.span)
-        self._token = otel_context.attach(otel_context.set_value(IN_LLM_CALL, True, ctx))
+        values = dict(otel_context.get_current())  # what set_value does, once for both keys
+        values[_SPAN_KEY] = self.span
+        values[IN_LLM_CALL] = True
+        self._token = otel_context.attach(otel_context.Context(values))
 
     def detach(self) -> None:
         """Undo :meth:`attach`."""

@@ -109,7 +109,7 @@ def _start(telemetry: Telemetry, args: tuple[Any, ...], kwargs: dict[str, Any]) 
 def _finish(inv: Invocation, result: Any, is_async: bool) -> Any:
     if type(result).__name__ == "CustomStreamWrapper":
         proxy = AsyncStreamProxy if is_async else SyncStreamProxy
-        return proxy(result, inv, ChatStreamAccumulator())
+        return proxy(result, inv, ChatStreamAccumulator(inv))
     with internal_errors("litellm.response"):
         read_chat_response(inv, result)
     inv.stop()

@@ -23,9 +23,11 @@ from difytrace._guard import report_internal_error
 from difytrace.instrumentation.llm import build_telemetry, when_imported
 from difytrace.instrumentation.llm.chat import (
     ChatStreamAccumulator,
+    UsageChunkAccumulator,
     input_messages,
     read_chat_response,
     request_params,
+    usage_chunk_requested,
 )
 from difytrace.instrumentation.llm.invocation import Invocation, suppressed
 from difytrace.instrumentation.llm.responses import (
@@ -72,7 +74,9 @@ _SERVERS: dict[int, tuple[Any, str | None, int | None]] = {}
 
 def server_of(instance: Any) -> tuple[str | None, int | None]:
     """Host and port of the client behind an SDK resource (cached per base URL object)."""
-    url = getattr(getattr(instance, "_client", None), "base_url", None)
+    client = getattr(instance, "_client", None)
+    # recent openai versions run an import statement in the base_url property, on every read
+    url = getattr(client, "_base_url", None) or getattr(client, "base_url", None)
     if url is None:
         return None, None
     hit = _SERVERS.get(id(url))
@@ -129,13 +133,13 @@ def _content_params(kind: str, kwargs: dict[str, Any], params: dict[str, Any]) -
         )
 
 
-def _finish(inv: Invocation, kind: str, result: Any) -> Any:
+def _finish(inv: Invocation, kind: str, result: Any, kwargs: dict[str, Any]) -> Any:
     """Read a non-streamed result and stop, or wrap a stream (its end stops the span)."""
     cls = type(result).__name__
     if cls == "Stream":
-        return SyncStreamProxy(result, inv, _accumulator(kind))
+        return SyncStreamProxy(result, inv, _accumulator(kind, inv, kwargs))
     if cls == "AsyncStream":
-        return AsyncStreamProxy(result, inv, _accumulator(kind))
+        return AsyncStreamProxy(result, inv, _accumulator(kind, inv, kwargs))
     try:
         parsed = result
         if cls in _RAW_RESPONSES:
@@ -151,8 +155,12 @@ def _finish(inv: Invocation, kind: str, result: Any) -> Any:
 _RAW_RESPONSES = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"})
 
 
-def _accumulator(kind: str) -> Any:
-    return ResponsesStreamAccumulator() if kind == "responses" else ChatStreamAccumulator()
+def _accumulator(kind: str, inv: Invocation, kwargs: dict[str, Any]) -> Any:
+    if kind == "responses":
+        return ResponsesStreamAccumulator(inv)
+    if not inv.capture_content and usage_chunk_requested(kwargs):
+        return UsageChunkAccumulator(inv)
+    return ChatStreamAccumulator(inv)
 
 
 _READERS: dict[str, Callable[[Invocation, Any], None]] = {
@@ -183,7 +191,7 @@ def _sync_wrapper(telemetry: Telemetry, kind: str) -> Callable[..., Any]:
             inv.fail(exc)
             raise
         inv.detach()
-        return _finish(inv, kind, result)
+        return _finish(inv, kind, result, kwargs)
 
     return wrapper
 
@@ -209,7 +217,7 @@ def _async_wrapper(telemetry: Telemetry, kind: str) -> Callable[..., Any]:
             inv.fail(exc)
             raise
         inv.detach()
-        return _finish(inv, kind, result)
+        return _finish(inv, kind, result, kwargs)
 
     return wrapper
 

@@ -121,21 +121,49 @@ class PriceBook:
 
     def cost(self, provider: str, model: str, usage: Usage) -> Cost | None:
         """USD cost of ``usage``; None when the model has no known price."""
-        rates = self.rates(provider, model)
+        parts = self.cost_parts(
+            provider,
+            model,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_creation_tokens=usage.cache_creation_tokens,
+        )
+        return None if parts is None else Cost(input=parts[0], output=parts[1])
+
+    def cost_parts(
+        self,
+        provider: str,
+        model: str,
+        *,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cache_read_tokens: int | None = None,
+        cache_creation_tokens: int | None = None,
+    ) -> tuple[float, float] | None:
+        """(input, output) USD cost of these token counts; None when the model has no known
+        price. The per-call path: no :class:`Usage` or :class:`Cost` to build."""
+        rates = self._cache.get((provider, model)) or self.rates(provider, model)
         if rates is None:
             return None
+        inp = input_tokens or 0
+        cache_read = cache_read_tokens or 0
+        cache_write = cache_creation_tokens or 0
         if rates.tiered is not None:
-            return _exact_cost(rates.tiered, usage)
-        inp = usage.input_tokens or 0
-        cache_read = usage.cache_read_tokens or 0
-        cache_write = usage.cache_creation_tokens or 0
-        uncached = max(inp - cache_read - cache_write, 0)
-        input_cost = (
-            uncached * rates.input
-            + cache_read * (rates.input if rates.cache_read is None else rates.cache_read)
-            + cache_write * (rates.input if rates.cache_write is None else rates.cache_write)
-        )
-        return Cost(input=input_cost, output=(usage.output_tokens or 0) * rates.output)
+            exact = _exact_cost(
+                rates.tiered, Usage(inp, output_tokens or 0, cache_read, cache_write)
+            )
+            return None if exact is None else (exact.input, exact.output)
+        input_cost = max(inp - cache_read - cache_write, 0) * rates.input
+        if cache_read:
+            input_cost += cache_read * (
+                rates.input if rates.cache_read is None else rates.cache_read
+            )
+        if cache_write:
+            input_cost += cache_write * (
+                rates.input if rates.cache_write is None else rates.cache_write
+            )
+        return input_cost, (output_tokens or 0) * rates.output
 
 
 def _snapshot_rates(provider: str, model: str) -> Rates | None:

@@ -78,10 +78,14 @@ def _output_messages(response: Any) -> list[dict[str, Any]]:
 class ResponsesStreamAccumulator:
     """Accumulates responses API stream events; the final event carries usage and status."""
 
-    __slots__ = ()
+    __slots__ = ("_inv",)
 
-    def chunk(self, inv: Invocation, event: Any) -> None:
+    def __init__(self, inv: Invocation) -> None:
+        self._inv = inv
+
+    def chunk(self, event: Any) -> None:
         """Account for one event: deltas time the first chunk, the final event fills all."""
+        inv = self._inv
         kind = getattr(event, "type", "")
         if kind in _DELTA_EVENTS:
             delta = getattr(event, "delta", None)
@@ -95,7 +99,7 @@ class ResponsesStreamAccumulator:
             inv.response_id = getattr(response, "id", None)
             inv.response_model = getattr(response, "model", None)
 
-    def finish(self, inv: Invocation) -> None:
+    def finish(self) -> None:
         """Nothing left to do: the final event filled the response fields."""
 
 

@@ -41,19 +41,20 @@ class RollupSpanProcessor(SpanProcessor):
         self._totals: dict[int, _Totals] = {}
         self._lock = threading.Lock()
 
+    # on_start and on_end run for every span of the process: a dict set and a pop, no more.
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        roots = self._roots
         parent = span.parent
-        root = span
-        if parent is not None and not parent.is_remote:
-            root = self._roots.get(parent.span_id, span)
-        if len(self._roots) >= _MAX_TRACKED:
-            self._roots.clear()
-        self._roots[span.context.span_id] = root
+        root = span if parent is None or parent.is_remote else roots.get(parent.span_id, span)
+        if len(roots) >= _MAX_TRACKED:
+            roots.clear()
+        roots[span.context.span_id] = root
 
     def on_end(self, span: ReadableSpan) -> None:
         span_id = span.context.span_id
         self._roots.pop(span_id, None)
-        self._totals.pop(span_id, None)
+        if self._totals:  # only while some local root has LLM calls
+            self._totals.pop(span_id, None)
 
     def add(
         self, parent_span_id: int, input_tokens: int, output_tokens: int, cost: float | None

@@ -18,12 +18,12 @@ from difytrace.instrumentation.llm.invocation import Invocation
 
 
 class Accumulator(Protocol):
-    """Reads chunks of one provider's stream into an :class:`Invocation`."""
+    """Reads the chunks of one stream into the :class:`Invocation` it was made for."""
 
-    def chunk(self, inv: Invocation, chunk: Any) -> None:
+    def chunk(self, chunk: Any) -> None:
         """Account for one chunk."""
 
-    def finish(self, inv: Invocation) -> None:
+    def finish(self) -> None:
         """Complete the invocation's response fields before it ends."""
 
 
@@ -31,7 +31,7 @@ def _end(inv: Invocation, acc: Accumulator, exc: BaseException | None) -> None:
     if inv.ended:
         return
     with internal_errors("llm.stream.finish"):
-        acc.finish(inv)
+        acc.finish()
     if exc is None:
         inv.stop()
     else:
@@ -45,6 +45,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
         super().__init__(wrapped)
         self._self_inv = inv
         self._self_acc = acc
+        self._self_chunk = acc.chunk  # bound once: __next__ runs per chunk
 
     def __iter__(self) -> SyncStreamProxy:
         return self
@@ -59,7 +60,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
             _end(self._self_inv, self._self_acc, exc)
             raise
         try:  # per chunk: a plain try is cheaper than the guard's context manager
-            self._self_acc.chunk(self._self_inv, chunk)
+            self._self_chunk(chunk)
         except Exception as exc:
             report_internal_error("llm.stream.chunk", exc)
         return chunk
@@ -99,6 +100,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
         super().__init__(wrapped)
         self._self_inv = inv
         self._self_acc = acc
+        self._self_chunk = acc.chunk  # bound once: __next__ runs per chunk
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self
@@ -113,7 +115,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
             _end(self._self_inv, self._self_acc, exc)
             raise
         try:  # per chunk: a plain try is cheaper than the guard's context manager
-            self._self_acc.chunk(self._self_inv, chunk)
+            self._self_chunk(chunk)
         except Exception as exc:
             report_internal_error("llm.stream.chunk", exc)
         return chunk

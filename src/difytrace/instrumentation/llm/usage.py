@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from difytrace.instrumentation.llm.fields import field, fields_of
+
 _PER_MESSAGE = 4  # role and separators of the chat format
 _PER_REQUEST = 3  # the assistant priming
 
@@ -33,12 +35,21 @@ class Usage:
     estimated: bool = False
 
 
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
+_USAGE_FIELDS = frozenset(
+    {
+        "prompt_tokens",
+        "input_tokens",
+        "completion_tokens",
+        "output_tokens",
+        "prompt_tokens_details",
+        "input_tokens_details",
+        "completion_tokens_details",
+        "output_tokens_details",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    }
+)
+_DETAIL_FIELDS = frozenset({"cached_tokens", "cache_creation_tokens", "reasoning_tokens"})
 
 
 def _int(value: Any) -> int | None:
@@ -49,28 +60,34 @@ def read_usage(raw: Any) -> Usage | None:
     """A :class:`Usage` from any provider usage object or dict; None when there is none."""
     if raw is None:
         return None
-    inp = _int(_get(raw, "prompt_tokens"))
+    usage = fields_of(raw, _USAGE_FIELDS)
+    inp = _int(usage.get("prompt_tokens"))
     if inp is None:
-        inp = _int(_get(raw, "input_tokens"))
-    out = _int(_get(raw, "completion_tokens"))
+        inp = _int(usage.get("input_tokens"))
+    out = _int(usage.get("completion_tokens"))
     if out is None:
-        out = _int(_get(raw, "output_tokens"))
-    in_details = _get(raw, "prompt_tokens_details") or _get(raw, "input_tokens_details")
-    out_details = _get(raw, "completion_tokens_details") or _get(raw, "output_tokens_details")
-    cache_read = _int(_get(in_details, "cached_tokens"))
-    if cache_read is None:
-        cache_read = _int(_get(raw, "cache_read_input_tokens"))
-    cache_creation = _int(_get(raw, "cache_creation_input_tokens"))
-    if cache_creation is None:
-        cache_creation = _int(_get(in_details, "cache_creation_tokens"))
+        out = _int(usage.get("output_tokens"))
     if inp is None and out is None:
         return None
+    in_details = fields_of(
+        usage.get("prompt_tokens_details") or usage.get("input_tokens_details"), _DETAIL_FIELDS
+    )
+    out_details = fields_of(
+        usage.get("completion_tokens_details") or usage.get("output_tokens_details"),
+        _DETAIL_FIELDS,
+    )
+    cache_read = _int(in_details.get("cached_tokens"))
+    if cache_read is None:
+        cache_read = _int(usage.get("cache_read_input_tokens"))
+    cache_creation = _int(usage.get("cache_creation_input_tokens"))
+    if cache_creation is None:
+        cache_creation = _int(in_details.get("cache_creation_tokens"))
     return Usage(
-        input_tokens=inp,
-        output_tokens=out,
-        cache_read_tokens=cache_read or None,
-        cache_creation_tokens=cache_creation or None,
-        reasoning_tokens=_int(_get(out_details, "reasoning_tokens")) or None,
+        inp,
+        out,
+        cache_read or None,
+        cache_creation or None,
+        _int(out_details.get("reasoning_tokens")) or None,
     )
 
 
@@ -89,7 +106,7 @@ def _content_text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return " ".join(
-            _content_text(_get(part, "text") or _get(part, "content") or "") for part in content
+            _content_text(field(part, "text") or field(part, "content") or "") for part in content
         )
     return ""
 
@@ -102,11 +119,25 @@ def estimate_messages_tokens(messages: Iterable[Any] | str | None) -> int:
         return estimate_text_tokens(messages) + _PER_REQUEST
     total = _PER_REQUEST
     for message in messages:
-        total += _PER_MESSAGE + estimate_text_tokens(_content_text(_get(message, "content")))
+        total += _PER_MESSAGE + estimate_text_tokens(_content_text(field(message, "content")))
     return total
 
 
-def estimated(messages: Any, output_chars: int, output_text: str | None = None) -> Usage:
-    """An estimated :class:`Usage` from the request messages and the streamed output."""
-    out = estimate_text_tokens(output_text) if output_text is not None else (output_chars + 3) // 4
-    return Usage(input_tokens=estimate_messages_tokens(messages), output_tokens=out, estimated=True)
+def estimated(
+    messages: Any,
+    output_chars: int,
+    output_text: str | None = None,
+    *,
+    output_tokens: int | None = None,
+) -> Usage:
+    """An estimated :class:`Usage` from the request messages and the streamed output (its
+    text, its length, or a token count already estimated)."""
+    if output_tokens is None:
+        output_tokens = (
+            estimate_text_tokens(output_text)
+            if output_text is not None
+            else (output_chars + 3) // 4
+        )
+    return Usage(
+        input_tokens=estimate_messages_tokens(messages), output_tokens=output_tokens, estimated=True
+    )
