@@ -10,7 +10,6 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from difytrace.instrumentation.llm import instruments as llm_instruments
 from difytrace.instrumentation.llm.instruments import CostTotals, instruments
 from difytrace.testing import MetricPoint, sum_value
 from difytrace.testing._model import points_from_metrics_data
@@ -64,8 +63,7 @@ def test_a_forked_child_does_not_report_the_parents_cost_again() -> None:
 def test_series_past_the_limit_go_into_one_overflow_series(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(llm_instruments, "_MAX_SERIES", 3)
-    cost = CostTotals()
+    cost = CostTotals(max_series=3)
     for i in range(5):
         cost.add(1.0, (i,), {"tenant.id": f"t{i}"})
     cost.add(1.0, (0,), {"tenant.id": "t0"})  # a known series still grows

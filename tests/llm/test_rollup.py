@@ -110,7 +110,7 @@ def test_rollup_onto_a_celery_task_span(
     app = Celery(f"rollup-{uuid.uuid4().hex[:6]}", broker="memory://", set_as_current=False)
     app.conf.task_always_eager = True
 
-    @app.task(name="rollup.generate")
+    @app.task(name="rollup.generate", shared=False)  # shared tasks reach every later app
     def generate() -> str:
         llm_workload(openai_server)
         return "done"

@@ -7,57 +7,16 @@ a histogram); difytrace's cost counter is summed here and *observed* (:class:`Co
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from opentelemetry.metrics import CallbackOptions, Observation
-
 from difytrace import semconv
-
-#: Past this many attribute sets, new ones are summed into one overflow series, as the SDK
-#: does with its cardinality limit (tenant ids come from baggage: not bounded by difytrace).
-_MAX_SERIES = 2000
-_OVERFLOW_KEY = ("otel.metric.overflow",)
-_OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
+from difytrace.observed_sums import ObservedSums
 
 
-class CostTotals:
-    """USD cost per metric attribute set, summed here and reported by an observable counter.
-
-    A synchronous ``Counter.add`` costs ~100k instructions on opentelemetry-sdk 1.45 (attribute
-    cleaning and hashing, exemplar filter): more than all of difytrace's own work on a call. A
-    locked dict update costs ~1k, and the exported series is the same monotonic sum. Reset in
-    fork children, which must not report the parent's calls again.
-    """
-
-    def __init__(self) -> None:
-        self._reset()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._lock = threading.Lock()
-        self._totals: dict[tuple[Any, ...], list[Any]] = {}
-
-    def add(self, amount: float, key: tuple[Any, ...], attributes: dict[str, Any]) -> None:
-        """Add ``amount`` to the series of ``attributes`` (``key``: the same, hashable)."""
-        with self._lock:
-            entry = self._totals.get(key)
-            if entry is None:
-                if len(self._totals) >= _MAX_SERIES:
-                    key, attributes = _OVERFLOW_KEY, _OVERFLOW_ATTRIBUTES
-                    entry = self._totals.get(key)
-                if entry is None:
-                    entry = self._totals[key] = [attributes, 0.0]
-            entry[1] += amount
-
-    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
-        """The callback of the observable counter: every series' total so far."""
-        with self._lock:
-            totals = [(attributes, total) for attributes, total in self._totals.values()]
-        return [Observation(total, attributes) for attributes, total in totals]
+class CostTotals(ObservedSums):
+    """USD cost per metric attribute set, reported by the ``difytrace.gen_ai.client.cost``
+    observable counter (see :mod:`difytrace.observed_sums` for why not ``Counter.add``)."""
 
 
 class Instruments(NamedTuple):
