@@ -74,7 +74,7 @@ def _public_objects() -> Iterator[tuple[str, Any]]:
             for n, obj in vars(module).items()
             if not n.startswith("_")
             and (inspect.isclass(obj) or inspect.isfunction(obj))
-            and obj.__module__ == module.__name__
+            and (n in getattr(module, "__all__", ()) or obj.__module__ == module.__name__)
             and n not in FIXTURES
         ]
     for name, obj in names:
@@ -118,7 +118,7 @@ def test_the_walk_notices_a_missing_example() -> None:
 
 
 def _testing_modules() -> list[ModuleType]:
-    found = pkgutil.iter_modules(difytrace.testing.__path__, "difytrace.testing.")
+    found = pkgutil.walk_packages(difytrace.testing.__path__, "difytrace.testing.")
     return [importlib.import_module(info.name) for info in found]
 
 
