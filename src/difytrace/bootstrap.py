@@ -14,6 +14,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from types import FrameType
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -215,7 +216,26 @@ def _install_meter_provider(
     return reader
 
 
+def _imported_by_gunicorn_master() -> bool:
+    """Whether this module is imported in a gunicorn master, not while a worker boots.
+
+    Without ``--preload`` the app (and so difytrace) is first imported in each worker, inside
+    gunicorn's ``Worker.init_process``; a master imports it before any worker exists (the
+    ``opentelemetry-instrument`` wrapper, or ``--preload``).
+    """
+    if "gunicorn" not in os.path.basename(sys.argv[0] if sys.argv else ""):
+        return False
+    frame: FrameType | None = sys._getframe()
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "init_process" and "gunicorn" in code.co_filename:
+            return False
+        frame = frame.f_back
+    return True
+
+
 _SETUP_PID = os.getpid()
+_SETUP_IN_GUNICORN_MASTER = _imported_by_gunicorn_master()
 
 
 def _start_metric_thread(reader: ProcessLocalMetricReader | None) -> None:
@@ -227,9 +247,7 @@ def _start_metric_thread(reader: ProcessLocalMetricReader | None) -> None:
     """
     if reader is None:
         return
-    if os.getpid() == _SETUP_PID and "gunicorn" in os.path.basename(
-        sys.argv[0] if sys.argv else ""
-    ):
+    if os.getpid() == _SETUP_PID and _SETUP_IN_GUNICORN_MASTER:
         return
     reader.start()
 

@@ -536,8 +536,9 @@ SETTINGS: tuple[Setting, ...] = (
         "ops_trace_max_attempts",
         ("DIFYTRACE_OPS_TRACE_MAX_ATTEMPTS",),
         parse_positive_int,
-        8,
-        "Delivery attempts per destination before a record is dead-lettered.",
+        24,
+        "Delivery attempts per destination before a record is dead-lettered (with the "
+        "default delays, about an hour of destination outage).",
     ),
     Setting(
         "ops_trace_retry_base_ms",

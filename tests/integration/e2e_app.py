@@ -11,6 +11,12 @@ from collections.abc import Iterator
 from celery import Celery
 from flask import Flask, Response, stream_with_context
 
+if os.environ.get("E2E_CONFIGURE") == "1":
+    # From code, as an app started without opentelemetry-instrument does (ENABLE_OTEL decides).
+    import difytrace
+
+    difytrace.configure()
+
 celery = Celery("e2e", broker=os.environ.get("E2E_BROKER", "redis://127.0.0.1:6379/14"))
 celery.conf.update(
     task_default_queue=os.environ.get("E2E_QUEUE", "e2e"),

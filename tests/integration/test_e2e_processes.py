@@ -40,7 +40,13 @@ def _env(receiver: OTLPReceiver, service: str, queue: str, **extra: str) -> dict
 
 
 def _gunicorn(
-    receiver: OTLPReceiver, tmp: Path, port: int, queue: str, *options: str, **extra: str
+    receiver: OTLPReceiver,
+    tmp: Path,
+    port: int,
+    queue: str,
+    *options: str,
+    instrument: bool = True,
+    **extra: str,
 ) -> Proc:
     proc = start(
         [
@@ -58,6 +64,7 @@ def _gunicorn(
         ],
         env=_env(receiver, "e2e-api", queue, **extra),
         log=tmp / f"gunicorn-{port}.log",
+        instrument=instrument,
     )
     wait_for_port(port)
     return proc
@@ -211,4 +218,24 @@ def test_preload_master_hands_nothing_live_to_workers(tmp_path: Path) -> None:
             _post(port, "/apps/preload/chat-messages")
         receiver.wait_for(count=4, predicate=lambda s: s.kind == "SERVER", timeout=20)
         receiver.wait_for(name="import e2e_app", timeout=20)
+        _assert_clean_exit(api)
+
+
+def test_configure_in_workers_exports_metrics_while_running(tmp_path: Path) -> None:
+    """Without the wrapper or --preload, each worker imports the app and calls configure():
+    its metric thread runs (points arrive before any shutdown), as the master's would not."""
+    with OTLPReceiver() as receiver:
+        port = free_port()
+        api = _gunicorn(
+            receiver,
+            tmp_path,
+            port,
+            "e2e-configure",
+            instrument=False,
+            E2E_CONFIGURE="1",
+            ENABLE_OTEL="true",
+        )
+        _post(port, "/apps/configured/chat-messages")
+        receiver.wait_for(count=1, predicate=lambda s: s.kind == "SERVER", timeout=20)
+        receiver.wait_for_metric(semconv.HTTP_SERVER_DURATION.name, timeout=20)
         _assert_clean_exit(api)

@@ -177,3 +177,88 @@ def test_langsmith_409_for_one_existing_record_loses_none_of_its_batch_mates(
     assert 409 in [status for _, _, status, _ in fake_langsmith.requests]
     assert DeadLetters(d.runtime.store).count() == 0
     assert d.runtime.store.counts() == {"pending": 0, "retries": 0}
+
+
+def test_ingestion_whole_batch_413_is_bisected(ops_env, fake_langfuse) -> None:
+    d = _deliverer(ops_env, {**_langfuse(fake_langfuse), "api": "ingestion"})
+    records = [message(f"m{i}") for i in range(3)]
+    fake_langfuse.fail(413)  # the batch is over the size limit; each half is not
+    d.deliver(_put(d, records), None, 1)
+    assert DeadLetters(d.runtime.store).count() == 0
+    spans = {o.span_id for r in records for o in build_view(r).observations}
+    assert spans <= fake_langfuse.ids()
+    assert [status for _, _, status, _ in fake_langfuse.requests] == [413, 207, 207]
+
+
+def test_a_redirect_is_a_permanent_error_not_a_success(ops_env) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    seen: list[str] = []
+
+    class LoginProxy(BaseHTTPRequestHandler):  # an SSO proxy in front of the collector
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append("POST")
+            self.send_response(302)
+            self.send_header("Location", "/login")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            seen.append("GET")
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"login")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), LoginProxy)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+        d = _deliverer(ops_env, {"kind": "otlp", "endpoint": endpoint})
+        d.deliver(_put(d, [message()]), None, 1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == ["POST"]
+    (letter,) = DeadLetters(d.runtime.store).entries()
+    assert letter.reason == "http_302"
+    assert "redirect not followed" in letter.error
+
+
+def test_a_destination_that_cannot_be_built_holds_up_no_other(
+    ops_env, fake_langfuse, monkeypatch
+) -> None:
+    from difytrace.ops_trace import routing
+
+    built = routing.build_destination
+
+    def build(config, timeout_s):
+        if config.kind == "langsmith":
+            raise ValueError("Invalid IPv6 URL https://user:hunter2-secret@[typo")
+        return built(config, timeout_s)
+
+    monkeypatch.setattr(routing, "build_destination", build)
+    ops_env.route(
+        {
+            "default": [
+                _langfuse(fake_langfuse),
+                {"kind": "langsmith", "endpoint": "https://ls.invalid", "api_key": "k"},
+            ]
+        }
+    )
+    settings = ops_env.settings()
+    router = Router(load_resolver(settings.ops_trace_destinations, ""), timeout_s=1.0)
+    d = Deliverer(Runtime(settings), router, rng=random.Random(7))
+    record = message()
+    d.deliver(_put(d, [record]), None, 1)
+    assert {o.span_id for o in build_view(record).observations} <= fake_langfuse.ids()
+    (letter,) = DeadLetters(d.runtime.store).entries()
+    assert (letter.destination_kind, letter.reason) == ("langsmith", "build_error")
+    assert "ValueError" in letter.error
+    assert "hunter2-secret" not in letter.error
+    assert d.runtime.store.counts() == {"pending": 0, "retries": 0}

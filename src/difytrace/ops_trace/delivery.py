@@ -22,7 +22,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from difytrace.exceptions import ConfigurationError, RecordError
 from difytrace.ops_trace import dlq, metrics
@@ -33,8 +33,10 @@ from difytrace.ops_trace.records import parse_record
 from difytrace.ops_trace.routing import DestinationConfig, Router
 from difytrace.ops_trace.store import Loaded, RetryEntry
 from difytrace.ops_trace.view import TraceView, build_view
+from difytrace.scrub import Scrubber
 
 logger = logging.getLogger("difytrace.ops_trace")
+_SECRETS = Scrubber()  # the built-in secret rules, for error texts of unknown origin
 
 
 @dataclass
@@ -105,7 +107,9 @@ class Deliverer:
                 configs = self.router.targets(view.record.tenant_id, view.record.app_id)
             except ConfigurationError as exc:  # left in the outbox: the sweeper re-sends it
                 logger.error(
-                    "ops_trace resolver failed for tenant %s: %s", view.record.tenant_id, exc
+                    "ops_trace resolver failed for tenant %s: %s",
+                    view.record.tenant_id,
+                    _SECRETS.redact(str(exc)),
                 )
                 continue
             targets = _scoped(configs, item.scope)
@@ -118,21 +122,29 @@ class Deliverer:
 
     def _send(self, key: str, items: list[_Pending], attempt: int, ledger: _Ledger) -> None:
         config = items[0].targets[key]
-        dest = self.router.destination(config)
+        try:
+            dest = self.router.destination(config)
+        except Exception as exc:  # one tenant's unusable config must not hold up the others
+            self._unbuildable(
+                key, kind=config.kind, items=items, exc=exc, attempt=attempt, ledger=ledger
+            )
+            return
         size = self.runtime.settings.ops_trace_batch_size
         for start in range(0, len(items), size):
             chunk = items[start : start + size]
             try:
                 outcomes = dest.send([(p.uid, p.view) for p in chunk])
             except Exception as exc:  # a destination bug must not stop the worker
-                logger.exception("ops_trace destination %s failed", dest.kind)
-                outcomes = {
-                    p.uid: Outcome(False, True, type(exc).__name__, str(exc)[:300]) for p in chunk
-                }
+                error = dest.redact(f"{type(exc).__name__}: {exc}")
+                logger.error("ops_trace destination %s failed: %s", dest.kind, error[:300])
+                logger.debug("ops_trace destination failure", exc_info=True)
+                outcomes = {p.uid: Outcome(False, True, type(exc).__name__, error) for p in chunk}
             metrics.batch_size(dest.kind, len(chunk))
             accepted: list[_Pending] = []
             for item in chunk:
                 outcome = outcomes.setdefault(item.uid, Outcome(False, True, "no_outcome"))
+                if outcome.message:
+                    outcome = replace(outcome, message=dest.redact(outcome.message)[:300])
                 if outcome.accepted:
                     item.done.add(key)
                     ledger.done.append((item.uid, key))
@@ -141,6 +153,34 @@ class Deliverer:
                     self._refused(key, item, outcome, dest=dest, attempt=attempt, ledger=ledger)
             self._delivered(dest.kind, accepted)
             self.log.delivered(key, dest, [p.view for p in accepted])
+
+    def _unbuildable(
+        self,
+        key: str,
+        *,
+        kind: str,
+        items: list[_Pending],
+        exc: Exception,
+        attempt: int,
+        ledger: _Ledger,
+    ) -> None:
+        """Records for a destination that cannot be built: dead letters, named by the error."""
+        error = _SECRETS.redact(f"destination cannot be built: {type(exc).__name__}: {exc}")[:300]
+        logger.error("ops_trace %s %s", kind, error)
+        for item in items:
+            metrics.failed(kind, "build_error", 1)
+            self._dead(
+                ledger,
+                item.uid,
+                key=key,
+                kind=kind,
+                reason="build_error",
+                error=error,
+                attempts=attempt,
+                payload=item.payload,
+            )
+            item.done.add(key)
+            ledger.done.append((item.uid, key))
 
     @staticmethod
     def _delivered(kind: str, accepted: list[_Pending]) -> None:

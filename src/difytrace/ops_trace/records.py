@@ -255,7 +255,8 @@ RECORD_KINDS: tuple[str, ...] = (
 _ADAPTER: TypeAdapter[Record] = TypeAdapter(Record, config=ConfigDict(allow_inf_nan=False))
 
 
-def _explain(exc: ValidationError) -> str:
+def explain(exc: ValidationError) -> str:
+    """The first five errors as ``where: what``, never quoting the input (it may be a secret)."""
     parts = []
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err["loc"]) or "record"
@@ -285,7 +286,7 @@ def parse_record(data: bytes | str | dict[str, Any]) -> Record:
         for err in exc.errors():
             if err["loc"][-1:] == ("schema_version",):
                 _check_version(err.get("input"))
-        raise RecordError(f"invalid ops_trace record: {_explain(exc)}") from None
+        raise RecordError(f"invalid ops_trace record: {explain(exc)}") from None
 
 
 def _loads(raw: bytes) -> Any:

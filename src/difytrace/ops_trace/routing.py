@@ -28,18 +28,54 @@ import os
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from difytrace.exceptions import ConfigurationError
 from difytrace.ops_trace.destinations.base import Destination
+from difytrace.ops_trace.records import explain
+
+_URL_FIELDS = ("host", "endpoint", "web_url")
+_CREDENTIAL_FIELDS = ("public_key", "secret_key", "api_key", "headers")
 
 
 class _Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="after")
+    def _check(self) -> _Config:
+        """URLs must be http(s) with a host; credentials must be usable as header values.
+
+        Caught here, a mistake is one clear configuration error (the records wait in the
+        outbox until it is fixed) instead of a failure in the middle of a delivery.
+        """
+        for name in _URL_FIELDS:
+            url = getattr(self, name, None)
+            if url is not None and not _is_http_url(url):
+                raise ValueError(f"{name} must be an http:// or https:// URL with a host")
+        for name in _CREDENTIAL_FIELDS:
+            value = getattr(self, name, None)
+            values = value.items() if isinstance(value, dict) else [(name, value)]
+            for label, item in values:
+                text = item.get_secret_value() if isinstance(item, SecretStr) else item
+                if isinstance(text, str) and (text != text.strip() or not text.isprintable()):
+                    raise ValueError(
+                        f"{name if label == name else f'{name}.{label}'} has surrounding "
+                        "whitespace or a control character (a newline from a file?)"
+                    )
+        return self
 
     @property
     def key(self) -> str:
@@ -55,6 +91,14 @@ class _Config(BaseModel):
             )
         )
         return f"{self.kind}:{hashlib.blake2b(text.encode(), digest_size=10).hexdigest()}"  # type: ignore[attr-defined]
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != -1
+    except ValueError:  # e.g. an unclosed IPv6 bracket, a port that is not a number
+        return False
 
 
 def _flatten(fields: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -110,8 +154,13 @@ def parse_configs(items: Any, where: str) -> tuple[DestinationConfig, ...]:
     """Validate a list of destination configs; ConfigurationError names ``where``."""
     try:
         return tuple(_CONFIGS.validate_python(list(items or ())))
-    except (ValidationError, TypeError) as exc:
-        raise ConfigurationError(f"ops_trace destinations at {where}: {exc}") from None
+    except ValidationError as exc:  # explained without the input: it may hold a secret
+        raise ConfigurationError(f"ops_trace destinations at {where}: {explain(exc)}") from None
+    except TypeError:
+        raise ConfigurationError(
+            f"ops_trace destinations at {where}: expected a list of destination objects, "
+            f"got {type(items).__name__}"
+        ) from None
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

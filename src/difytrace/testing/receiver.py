@@ -292,9 +292,12 @@ class OTLPReceiver:
         headers: Mapping[str, str],
         body: bytes,
     ) -> tuple[int, str, bytes]:
-        status, ctype, payload = self._answer(path, headers, body)
+        status, ctype, payload, store = self._answer(path, headers, body)
+        # The request is on record before its spans are visible: a test that waited for the
+        # spans may read the request's headers at once.
         with self._lock:
             self._requests.append(ReceivedRequest(path, dict(headers), status))
+        store()
         return status, ctype, payload
 
     def _answer(
@@ -302,41 +305,52 @@ class OTLPReceiver:
         path: str,
         headers: Mapping[str, str],
         body: bytes,
-    ) -> tuple[int, str, bytes]:
+    ) -> tuple[int, str, bytes, Callable[[], None]]:
         with self._lock:
             forced = self._forced.pop(0) if self._forced else None
         if forced is not None:
-            return forced, "text/plain", b"forced failure"
+            return forced, "text/plain", b"forced failure", _nothing
         if path not in ("/v1/traces", "/v1/metrics", "/v1/logs"):
-            return 404, "text/plain", b"unknown path"
+            return 404, "text/plain", b"unknown path", _nothing
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in _PROTOBUF | _JSON:
-            return 415, "text/plain", b"unsupported content type"
+            return 415, "text/plain", b"unsupported content type", _nothing
         is_json = ctype in _JSON
         try:
             body = _decompress(body, headers.get("content-encoding", ""))
-            self._ingest(path, body, is_json)
+            store = self._decode(path, body, is_json)
         except _proto.UndecodableBody as exc:
-            return 400, "text/plain", f"undecodable body: {exc}".encode()
+            return 400, "text/plain", f"undecodable body: {exc}".encode(), _nothing
         if is_json:
-            return 200, "application/json", b"{}"
+            return 200, "application/json", b"{}", store
         empty = (
             ExportTraceServiceResponse() if path == "/v1/traces" else ExportMetricsServiceResponse()
         )
-        return 200, "application/x-protobuf", empty.SerializeToString()
+        return 200, "application/x-protobuf", empty.SerializeToString(), store
 
-    def _ingest(self, path: str, body: bytes, is_json: bool) -> None:
+    def _decode(self, path: str, body: bytes, is_json: bool) -> Callable[[], None]:
+        """Decode a request now (a bad body is a 400); the returned call stores it."""
         if path == "/v1/traces":
             traces = ExportTraceServiceRequest()
             _proto.parse(body, traces, is_json)
-            self._store.add(_proto.spans_from_request(traces))
-        elif path == "/v1/metrics":
+            spans = _proto.spans_from_request(traces)
+            return lambda: self._store.add(spans)
+        if path == "/v1/metrics":
             request = ExportMetricsServiceRequest()
             _proto.parse(body, request, is_json)
             points = _proto.points_from_request(request)
-            with self._lock:
-                self._points.extend(points)
-                self._lock.notify_all()
+
+            def store() -> None:
+                with self._lock:
+                    self._points.extend(points)
+                    self._lock.notify_all()
+
+            return store
+        return _nothing
+
+
+def _nothing() -> None:
+    """Nothing to store (a refused request, or a signal the receiver keeps no data of)."""
 
 
 def _decompress(body: bytes, encoding: str) -> bytes:

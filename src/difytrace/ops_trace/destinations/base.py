@@ -2,13 +2,18 @@
 
 A destination takes a batch of ``(uid, TraceView)`` and answers an :class:`Outcome` per uid:
 accepted, retryable (connection error, timeout, 408, 429, 5xx; with the server's Retry-After)
-or permanent (other 4xx, a record it cannot build). A whole-batch 400/413/422 is bisected so
+or permanent (other 4xx, a redirect, a request that cannot be formed, a record it cannot
+build). Redirects are not followed: requests would turn the POST into a GET, and the login
+page at the end would read as success. Error messages never carry the destination's
+credentials (:meth:`Destination.redact`). A whole-batch 400/413/422 is bisected so
 that one bad record does not take its batch-mates to the dead-letter store (LangSmith splits
 on 409 too).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import time
 from abc import ABC, abstractmethod
@@ -56,6 +61,10 @@ def classify_response(response: requests.Response) -> Outcome:
     status = response.status_code
     if 200 <= status < 300:
         return ACCEPTED
+    if 300 <= status < 400:
+        return Outcome(
+            False, False, f"http_{status}", f"HTTP {status}: redirect not followed (check the URL)"
+        )
     message = f"HTTP {status}: {response.text[:300]}"
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if status in (408, 429) or status >= 500:
@@ -63,8 +72,24 @@ def classify_response(response: requests.Response) -> Outcome:
     return Outcome(False, False, f"http_{status}", message)
 
 
+#: Requests that cannot be formed: retrying cannot help. Their messages may quote a header
+#: value (a credential), so the outcome names the mistake instead.
+_MALFORMED: tuple[tuple[type[Exception], str], ...] = (
+    (
+        requests.exceptions.InvalidHeader,
+        "a header value is invalid (a credential with a newline or surrounding spaces?)",
+    ),
+    (requests.exceptions.MissingSchema, "the destination URL has no http:// or https://"),
+    (requests.exceptions.InvalidSchema, "the destination URL's scheme is not http or https"),
+    (requests.exceptions.InvalidURL, "the destination URL is malformed"),
+)
+
+
 def classify_exception(exc: Exception) -> Outcome:
     """The outcome of a request that did not get an answer."""
+    for kind, meaning in _MALFORMED:
+        if isinstance(exc, kind):
+            return Outcome(False, False, "invalid_request", meaning)
     if isinstance(exc, requests.Timeout):
         return Outcome(False, True, "timeout", str(exc)[:300])
     if isinstance(exc, requests.ConnectionError):
@@ -78,9 +103,23 @@ class Destination(ABC):
     #: "langfuse", "langsmith" or "otlp": the metric attribute value.
     kind: str = ""
 
+    #: Credentials a destination sends, per header; :meth:`redact` keeps them out of messages.
+    headers: dict[str, str]
+
     def __init__(self, *, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.session = requests.Session()
+        self.headers = {}
+
+    def redact(self, text: str) -> str:
+        """``text`` without any credential this destination sends.
+
+        Every header value counts (except the content type), and its parts: the token of
+        ``Bearer``/``Basic``, and the decoded ``public:secret`` pair of Basic auth.
+        """
+        for secret in sorted(_secret_parts(self.headers), key=len, reverse=True):
+            text = text.replace(secret, "****")
+        return text
 
     @abstractmethod
     def send(self, batch: Batch) -> dict[str, Outcome]:
@@ -98,8 +137,31 @@ class Destination(ABC):
         self.session.close()
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
-        """POST with this destination's timeout and keep-alive session."""
-        return self.session.post(url, data=body, headers=headers, timeout=self.timeout_s)
+        """POST with this destination's timeout and keep-alive session; no redirects."""
+        return self.session.post(
+            url, data=body, headers=headers, timeout=self.timeout_s, allow_redirects=False
+        )
+
+
+_NOT_SECRET = frozenset({"content-type", "langsmith-project", "x-langfuse-ingestion-version"})
+
+
+def _secret_parts(headers: dict[str, str]) -> set[str]:
+    parts: set[str] = set()
+    for name, value in headers.items():
+        if name.lower() in _NOT_SECRET or not value:
+            continue
+        parts |= {value, value.strip()}
+        scheme, _, token = value.strip().partition(" ")
+        if token and scheme.lower() in ("basic", "bearer"):
+            parts.add(token)
+        if scheme.lower() == "basic":
+            try:
+                pair = base64.b64decode(token, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                continue
+            parts |= {pair, *pair.split(":", 1)}
+    return {p for p in parts if len(p) >= 4}
 
 
 def build_each(

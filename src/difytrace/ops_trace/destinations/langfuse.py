@@ -227,24 +227,27 @@ class LangfuseDestination(Destination):
         return ingestion_events(view, self.environment)
 
     def _send_ingestion(self, built: list[tuple[str, Any]], outcomes: dict[str, Outcome]) -> None:
-        if not built:
-            return
         owner = {event["id"]: uid for uid, events in built for event in events}
-        body = json.dumps(
-            {"batch": [e for _, events in built for e in events]}, ensure_ascii=False, default=str
-        ).encode("utf-8", "replace")
-        headers = {**self.headers, "Content-Type": "application/json"}
-        try:
-            response = self.post(self.host + INGESTION_PATH, body, headers)
-        except Exception as exc:
-            for uid, _ in built:
-                outcomes[uid] = classify_exception(exc)
-            return
-        outcome = classify_response(response)
-        for uid, _ in built:
-            outcomes[uid] = outcome
-        if response.status_code == 207 or (outcome.accepted and response.content):
-            _apply_per_event(response, owner, outcomes)
+        per_event: dict[str, Outcome] = {}  # a 207's failed events, applied after the split
+
+        def post(items: list[tuple[str, Any]]) -> Outcome:
+            body = json.dumps(
+                {"batch": [e for _, events in items for e in events]},
+                ensure_ascii=False,
+                default=str,
+            ).encode("utf-8", "replace")
+            headers = {**self.headers, "Content-Type": "application/json"}
+            try:
+                response = self.post(self.host + INGESTION_PATH, body, headers)
+            except Exception as exc:
+                return classify_exception(exc)
+            outcome = classify_response(response)
+            if response.status_code == 207 or (outcome.accepted and response.content):
+                _apply_per_event(response, owner, per_event)
+            return outcome
+
+        send_bisecting(built, post, outcomes)
+        outcomes.update(per_event)
 
 
 def _apply_per_event(response: Any, owner: dict[str, str], outcomes: dict[str, Outcome]) -> None:
