@@ -173,3 +173,104 @@ def test_conversation_id_goes_on_the_span_only(llm: LLMSetup, span_capture: Span
     points = [p for ps in span_capture.metrics().values() for p in ps]
     assert points
     assert all("gen_ai.conversation.id" not in p.attributes for p in points)
+
+
+def test_decorated_generator_is_one_span_for_the_whole_stream(
+    llm: LLMSetup, span_capture: SpanCapture
+) -> None:
+    """Dify's model runtime returns a generator when streaming: the span covers the iteration,
+    and the call is current inside the generator only, not in the caller between chunks."""
+    from opentelemetry import trace
+
+    @llm_call(provider="openai", model="gpt-4o-mini")
+    def invoke(prompt: str):
+        for piece in prompt.split():
+            call = current_llm_call()
+            assert call is not None
+            call.chunk(piece)
+            yield piece
+        call.usage(input_tokens=3, output_tokens=2)
+        return "done"
+
+    stream = invoke("Hel lo")
+    assert llm_spans(span_capture) == []  # nothing started before the first next()
+    seen = []
+    for piece in stream:
+        assert current_llm_call() is None
+        assert not trace.get_current_span().get_span_context().is_valid
+        seen.append(piece)
+    assert seen == ["Hel", "lo"]
+    (span,) = llm_spans(span_capture)
+    assert span.attributes["gen_ai.request.stream"] is True
+    assert span.attributes["gen_ai.usage.output_tokens"] == 2
+    assert span.status_code != "ERROR"
+
+
+def test_decorated_generator_closed_early_or_failing_ends_its_span(
+    llm: LLMSetup, span_capture: SpanCapture
+) -> None:
+    @llm_call(provider="openai", model="gpt-4o-mini")
+    def invoke(fail: bool):
+        yield "first"
+        if fail:
+            raise TimeoutError("runtime stalled")
+        yield "second"
+
+    stream = invoke(False)
+    assert next(stream) == "first"
+    stream.close()  # the client went away
+    with pytest.raises(TimeoutError):
+        list(invoke(True))
+    closed, failed = llm_spans(span_capture)
+    assert closed.status_code != "ERROR"
+    assert failed.status_code == "ERROR"
+    assert failed.attributes["error.type"] == "TimeoutError"
+    assert current_llm_call() is None
+
+
+def test_decorated_async_generator_is_one_span_for_the_whole_stream(
+    llm: LLMSetup, span_capture: SpanCapture
+) -> None:
+    @llm_call(provider="openai", model="gpt-4o-mini")
+    async def ainvoke(prompt: str):
+        for piece in prompt.split():
+            call = current_llm_call()
+            assert call is not None
+            call.chunk(piece)
+            await asyncio.sleep(0)
+            yield piece
+
+    async def consume() -> list[str]:
+        out = []
+        async for piece in ainvoke("a b c"):
+            assert current_llm_call() is None
+            out.append(piece)
+        return out
+
+    assert asyncio.run(consume()) == ["a", "b", "c"]
+    (span,) = llm_spans(span_capture)
+    assert span.attributes["gen_ai.request.stream"] is True
+
+
+def test_llm_call_left_in_another_context_ends_its_span_without_raising(
+    llm: LLMSetup, span_capture: SpanCapture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An async generator abandoned by its consumer is finalised by asyncio in a new task,
+    hence a new context: leaving the ``with`` there must not raise into the application."""
+
+    async def answer():
+        with llm_call(provider="openai", model="gpt-4o") as call:
+            call.chunk("a")
+            yield "a"
+            yield "b"
+
+    async def main() -> None:
+        stream = answer()
+        assert await stream.__anext__() == "a"
+        task = asyncio.get_running_loop().create_task(stream.aclose())  # another context
+        await task
+
+    asyncio.run(main())
+    (span,) = llm_spans(span_capture)  # ended, so captured
+    assert span.status_code != "ERROR"
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []

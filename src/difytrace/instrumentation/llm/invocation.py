@@ -9,6 +9,7 @@ request, the response or the stream chunks, and end it with :meth:`Invocation.st
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -140,7 +141,7 @@ class Invocation:
     def detach(self) -> None:
         """Undo :meth:`attach`."""
         if self._token is not None:
-            otel_context.detach(self._token)  # type: ignore[arg-type]
+            _detach_quietly(self._token)
             self._token = None
 
     def set_usage(self, usage: Usage | None) -> None:
@@ -178,3 +179,20 @@ class Invocation:
     def ended(self) -> bool:
         """Whether stop or fail has run."""
         return self._ended
+
+
+def _detach_quietly(token: Any) -> None:
+    """``context.detach``, silent when the token belongs to another context.
+
+    That happens when a ``with llm_call()`` inside an async generator is left by asyncio's
+    finaliser in a new task: the API would log an ERROR with a traceback into the host's logs
+    for a span that ends correctly anyway. The runtime's context variable is reached the way
+    the API itself does (present in every supported version); without it, the API is used.
+    """
+    variable = getattr(getattr(otel_context, "_RUNTIME_CONTEXT", None), "_current_context", None)
+    if variable is None:
+        otel_context.detach(token)
+        return
+    # A token of another context: that context is gone, and this one never saw it.
+    with contextlib.suppress(ValueError):
+        variable.reset(token)

@@ -21,10 +21,11 @@ estimate. Inside the block, instrumented SDK calls (OpenAI, litellm) pass throug
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -131,6 +132,22 @@ class LLMCall:
         self._token: contextvars.Token[LLMCall | None] | None = None
 
     def __enter__(self) -> LLMCall:
+        self._start()
+        self._activate()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._deactivate()
+        # GeneratorExit: the consumer of a stream closed it early, which is not a failure.
+        self._end(None if isinstance(exc, GeneratorExit) else exc)
+
+    def _start(self) -> None:
+        """Start the span (nothing made current yet)."""
         with internal_errors("llm_call.start"):
             o = self._options
             telemetry = _telemetry()
@@ -146,24 +163,30 @@ class LLMCall:
             inv.request_messages = o.messages
             if telemetry.capture_content:
                 inv.input_messages = input_messages(o.messages)
-            inv.attach()
             self._inv = inv
-        self._token = _CURRENT.set(self)
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._token is not None:
-            _CURRENT.reset(self._token)
-            self._token = None
+    def _activate(self) -> None:
+        """Make this call current: its span, :func:`current_llm_call`, inner SDKs silent."""
+        if self._inv is not None:
+            self._inv.attach()
+        self._token = _CURRENT.set(self)
+
+    def _deactivate(self) -> None:
+        """Undo :meth:`_activate`; never raises into the application."""
+        token, self._token = self._token, None
+        if token is not None:
+            # Left in another context (a generator finalised elsewhere): that context is
+            # gone or not ours, and this one never saw the call.
+            with contextlib.suppress(ValueError):
+                _CURRENT.reset(token)
+        if self._inv is not None:
+            self._inv.detach()
+
+    def _end(self, exc: BaseException | None) -> None:
+        """End the span: failed with ``exc``, or successful."""
         inv, self._inv = self._inv, None
         if inv is None:
             return
-        inv.detach()
         with internal_errors("llm_call.end"):
             if inv.capture_content and self._text and inv.output_messages is None:
                 inv.output_messages = [
@@ -240,7 +263,12 @@ class LLMCall:
                 ]
 
     def __call__(self, func: F) -> F:
-        """Decorate ``func``: each call runs in a fresh :class:`LLMCall` with these options."""
+        """Decorate ``func``: each call runs in a fresh :class:`LLMCall` with these options.
+
+        A generator function (sync or async: a streaming model runtime) gets one span for
+        the whole iteration, current only while the generator runs; closing it early ends
+        the span without error.
+        """
         options = self._options
 
         def fresh() -> LLMCall:
@@ -248,6 +276,10 @@ class LLMCall:
             call._options = options
             return call
 
+        if inspect.isasyncgenfunction(func):
+            return _async_generator_wrapper(func, fresh)  # type: ignore[return-value]
+        if inspect.isgeneratorfunction(func):
+            return _generator_wrapper(func, fresh)  # type: ignore[return-value]
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -263,6 +295,68 @@ class LLMCall:
                 return func(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
+
+
+def _generator_wrapper(
+    func: Callable[..., Generator[Any, Any, Any]], fresh: Callable[[], LLMCall]
+) -> Callable[..., Generator[Any, Any, Any]]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        call = fresh()
+        call._start()
+        iterator = func(*args, **kwargs)
+        failure: BaseException | None = None
+        try:
+            while True:
+                call._activate()
+                try:
+                    item = next(iterator)
+                except StopIteration as stop:
+                    return stop.value
+                finally:
+                    call._deactivate()
+                yield item
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            iterator.close()
+            call._end(failure)
+
+    return wrapper
+
+
+def _async_generator_wrapper(
+    func: Callable[..., AsyncGenerator[Any, Any]], fresh: Callable[[], LLMCall]
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        call = fresh()
+        call._start()
+        iterator = func(*args, **kwargs)
+        failure: BaseException | None = None
+        try:
+            while True:
+                call._activate()
+                try:
+                    item = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    call._deactivate()
+                yield item
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            await iterator.aclose()
+            call._end(failure)
+
+    return wrapper
 
 
 llm_call = LLMCall
