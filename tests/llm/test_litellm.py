@@ -266,6 +266,20 @@ def test_async_closed_and_cut_streams(
     assert "error.type" in cut.attributes
 
 
+def test_async_stream_keeps_litellms_plain_close(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    async def scenario() -> None:
+        stream = await litellm.acompletion(**kwargs(openai_server, stream=True))
+        await stream.__anext__()
+        assert stream.close() is None  # a plain method in litellm: nothing to await
+        assert len(llm_spans(span_capture)) == 1
+
+    asyncio.run(scenario())
+    (span,) = llm_spans(span_capture)
+    assert span.status_code == "UNSET"
+
+
 def azure_kwargs(server: OpenAIServer, **extra: Any) -> dict[str, Any]:
     """litellm's Azure route, which calls the OpenAI SDK's ``chat.completions.create`` (its
     OpenAI route posts below the SDK's resources): the case the duplicate guard exists for."""

@@ -138,3 +138,36 @@ def test_async_responses_stream_cut_mid_way_fails_the_span(
     span = only_span(span_capture)
     assert span.status_code == "ERROR"
     assert "gen_ai.response.finish_reasons" not in span.attributes
+
+
+def test_awaited_close_ends_the_span_after_closing(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    async def scenario(c: openai.AsyncOpenAI) -> None:
+        stream = await _stream(c)
+        await stream.__anext__()
+        closing = stream.close()  # OpenAI's AsyncStream.close is a coroutine
+        assert llm_spans(span_capture) == []
+        await closing
+        assert len(llm_spans(span_capture)) == 1
+
+    run(openai_server, scenario)
+    assert only_span(span_capture).status_code == "UNSET"
+
+
+def test_async_with_streaming_response_is_left_for_the_caller_to_read(
+    llm: LLMSetup, openai_server: OpenAIServer, span_capture: SpanCapture
+) -> None:
+    async def scenario(c: openai.AsyncOpenAI) -> None:
+        create = c.chat.completions.with_streaming_response.create
+        async with create(model="gpt-4o-mini", messages=MESSAGES) as response:
+            body = await response.parse()
+        assert body.choices[0].message.content
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # "coroutine ... was never awaited"
+        run(openai_server, scenario)
+        gc.collect()
+    span = only_span(span_capture)
+    assert span.status_code == "UNSET"
+    assert span.attributes["gen_ai.request.model"] == "gpt-4o-mini"

@@ -152,7 +152,11 @@ def _finish(inv: Invocation, kind: str, result: Any, kwargs: dict[str, Any]) -> 
     return result
 
 
-_RAW_RESPONSES = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"})
+# ``with_raw_response``: the body is read already, ``parse()`` only decodes it. Not the
+# ``with_streaming_response`` ones (APIResponse, AsyncAPIResponse): parsing would read the
+# body before the caller asks for it (or, async, leave a coroutine never awaited); their span
+# ends with the request's fields only.
+_RAW_RESPONSES = frozenset({"LegacyAPIResponse"})
 
 
 def _accumulator(kind: str, inv: Invocation, kwargs: dict[str, Any]) -> Any:

@@ -9,6 +9,7 @@ reasons, output text when content capture is on).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Protocol
 
 import wrapt
@@ -130,18 +131,35 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
         finally:
             _end(self._self_inv, self._self_acc, exc_info[1])
 
-    async def close(self) -> None:
-        """Close the underlying stream (OpenAI's ``AsyncStream.close``) and end the span."""
+    def close(self) -> Any:
+        """Close the underlying stream and end the span, keeping its calling convention.
+
+        OpenAI's ``AsyncStream.close`` is a coroutine (awaited by the caller: the span ends
+        then); litellm's async stream wrapper has a plain ``close()`` (the span ends now).
+        """
         try:
-            await self.__wrapped__.close()
-        finally:
+            result = self.__wrapped__.close()
+        except BaseException:
             _end(self._self_inv, self._self_acc, None)
+            raise
+        if inspect.isawaitable(result):
+            return self._ending_after(result)
+        _end(self._self_inv, self._self_acc, None)
+        return result
 
     async def aclose(self) -> None:
         """``aclose()`` of async generators and of streams that offer it."""
+        closer = getattr(self.__wrapped__, "aclose", None) or self.__wrapped__.close
         try:
-            closer = getattr(self.__wrapped__, "aclose", None) or self.__wrapped__.close
-            await closer()
+            result = closer()
+        except BaseException:
+            _end(self._self_inv, self._self_acc, None)
+            raise
+        await self._ending_after(result)
+
+    async def _ending_after(self, pending: Any) -> Any:
+        try:
+            return (await pending) if inspect.isawaitable(pending) else pending
         finally:
             _end(self._self_inv, self._self_acc, None)
 
