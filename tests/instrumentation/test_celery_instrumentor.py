@@ -236,3 +236,56 @@ def test_publish_inside_suppress_instrumentation_makes_no_span(span_capture: Spa
     finally:
         CeleryInstrumentor().uninstrument()
     assert [s.name for s in span_capture.spans()] == ["send visible.task"]
+
+
+@pytest.mark.usefixtures("instrumented")
+def test_a_publish_that_raises_ends_its_span_with_the_error(
+    app: Celery, span_capture: SpanCapture
+) -> None:
+    from kombu.exceptions import EncodeError
+
+    with pytest.raises(EncodeError):
+        app.tasks["unit.add"].apply_async((object(), 2))  # json cannot encode it
+    app.tasks["unit.add"].apply_async((1, 2))
+    failed, sent = [s for s in span_capture.spans() if s.kind == "PRODUCER"]
+    assert failed.status_code == "ERROR"
+    assert failed.attributes[semconv.ERROR_TYPE] == "kombu.exceptions.EncodeError"
+    assert sent.status_code == "UNSET"
+    published = span_capture.metrics()[semconv.CELERY_TASK_PUBLISHED.name]
+    keys = {semconv.CELERY_TASK_NAME: "unit.add", semconv.MESSAGING_DESTINATION_NAME: "unit-q"}
+    assert sum_value(published, keys) == 1  # only the message that left
+
+
+@pytest.mark.usefixtures("instrumented")
+def test_an_eager_task_called_while_handling_an_exception_succeeds(
+    app: Celery, span_capture: SpanCapture
+) -> None:
+    try:
+        raise LookupError("the caller's own, handled")
+    except LookupError:
+        assert app.tasks["unit.add"].apply((1, 1)).get() == 2
+    [run] = [s for s in span_capture.spans() if s.kind == "CONSUMER"]
+    assert run.status_code == "UNSET"
+    assert run.attributes[semconv.CELERY_TASK_STATE] == "SUCCESS"
+    assert semconv.ERROR_TYPE not in run.attributes
+
+
+@pytest.mark.usefixtures("instrumented")
+def test_with_contrib_celery_instrumented_too_each_message_has_one_set_of_spans(
+    app: Celery, span_capture: SpanCapture
+) -> None:
+    """Dify's ext_otel instruments contrib's CeleryInstrumentor itself: difytrace stands aside."""
+    contrib = pytest.importorskip("opentelemetry.instrumentation.celery")
+    instrumentor = contrib.CeleryInstrumentor()
+    instrumentor.instrument()
+    try:
+        app.tasks["unit.add"].apply_async((1, 2))
+        app.tasks["unit.add"].apply((2, 3))
+    finally:
+        instrumentor.uninstrument()
+    spans = [s for s in span_capture.spans() if s.kind in {"PRODUCER", "CONSUMER"}]
+    assert sorted(s.kind for s in spans) == ["CONSUMER", "PRODUCER"]
+    assert {s.scope_name for s in spans} == {"opentelemetry.instrumentation.celery"}
+    app.tasks["unit.add"].apply_async((1, 2))  # contrib gone: difytrace's span again
+    last = [s for s in span_capture.spans() if s.kind == "PRODUCER"][-1]
+    assert last.scope_name == "difytrace.instrumentation.celery"

@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
+import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
+from opentelemetry.instrumentation.utils import unwrap
 
 from difytrace import gevent as gevent_order
 from difytrace.bootstrap import __version__, current_settings
@@ -74,14 +76,16 @@ class CeleryInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             getattr(signals, name).connect(handler, weak=False, dispatch_uid=_uid(name))
             connected.append(name)
         type(self)._connected = connected
+        wrapt.wrap_function_wrapper("celery.app.base", "Celery.send_task", hooks.send_task)
         gevent_order.use_gevent_threading()
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        from celery import signals
+        from celery import Celery, signals
 
         for name in type(self)._connected:
             getattr(signals, name).disconnect(dispatch_uid=_uid(name))
         type(self)._connected = []
+        unwrap(Celery, "send_task")
 
 
 def _uid(signal_name: str) -> str:

@@ -8,6 +8,13 @@ difytrace bug is reported, never raised into Celery (whose signal dispatch would
 Publish: ``before_task_publish`` starts the PRODUCER span and writes the W3C headers and the
 publish time into the message headers; ``after_task_publish`` ends it. The span is not made
 current: a publish that raises would otherwise leave it attached to the caller's context.
+Celery sends no signal for a publish that raises (broker down, a message it cannot encode):
+:meth:`CeleryHooks.send_task` wraps ``Celery.send_task`` and ends the span with the error.
+
+When ``opentelemetry-instrumentation-celery`` is instrumented in the process too (Dify's
+``ext_otel`` calls it), it makes the spans and these hooks stand aside, as the Flask
+instrumentation does: two sets of spans would double every trace and, since contrib injects
+its headers last, hang difytrace's run spans under contrib's publish spans.
 
 Run: ``task_prerun`` extracts the producer's context from the request, keeps only allow-listed
 baggage, starts the CONSUMER span and makes it current; ``task_failure`` / ``task_retry`` record
@@ -108,6 +115,23 @@ class CeleryHooks:
 
     # --- publish ---------------------------------------------------------------------------
 
+    def send_task(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Wraps ``Celery.send_task``: a publish that raises ends its span with the error."""
+        try:
+            return wrapped(*args, **kwargs)
+        except BaseException as exc:
+            pending = _pending.get()
+            if pending is not None:
+                _pending.set(None)
+                try:
+                    _fail_span(pending.span, exc)
+                    pending.span.end()
+                except Exception as error:
+                    report_internal_error("celery.send_task", error)
+            raise
+
     def before_publish(
         self,
         sender: Any = None,
@@ -120,6 +144,8 @@ class CeleryHooks:
         try:
             if not is_instrumentation_enabled():
                 return  # inside suppress_instrumentation() (e.g. the ops_trace outbox)
+            if contrib_instrumented():
+                return
             if headers is None or "id" not in headers:
                 return  # task protocol 1 (Celery 3): not supported
             task_name = str(headers.get("task") or sender)
@@ -166,6 +192,8 @@ class CeleryHooks:
     def prerun(self, task: Any = None, task_id: str | None = None, **_: Any) -> None:
         """``task_prerun``: CONSUMER span, child of the publish span, made current."""
         try:
+            if contrib_instrumented():
+                return
             request = task.request
             # Based on the current context: an eager run (no headers) is a child of its caller.
             parent = self._keep_allowed(
@@ -206,11 +234,7 @@ class CeleryHooks:
             run: _Run | None = getattr(sender.request, _RUN_ATTR, None)
             if run is None or exception is None:
                 return
-            run.span.record_exception(exception)
-            run.span.set_attribute(semconv.ERROR_TYPE, _qualname(exception))
-            run.span.set_status(
-                Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}")
-            )
+            _record_error(run, exception)
         except Exception as exc:
             report_internal_error("celery.task_failure", exc)
 
@@ -237,7 +261,10 @@ class CeleryHooks:
             if run is None:
                 return
             delattr(request, _RUN_ATTR)
-            in_flight = sys.exc_info()[1]
+            # Celery passes the state on every path that ran to the end; without one, the run
+            # is unwinding. With one, sys.exc_info() is a caller's exception (an eager task
+            # called inside an ``except`` block), not the task's.
+            in_flight = sys.exc_info()[1] if state is None else None
             if not run.errored and isinstance(in_flight, Exception):
                 # Eager runs that propagate (apply(throw=True), task_eager_propagates) raise
                 # before task_failure is sent: postrun runs while the exception unwinds.
@@ -288,9 +315,22 @@ class CeleryHooks:
 
 def _record_error(run: _Run, exception: BaseException) -> None:
     run.errored = True
-    run.span.record_exception(exception)
-    run.span.set_attribute(semconv.ERROR_TYPE, _qualname(exception))
-    run.span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+    _fail_span(run.span, exception)
+
+
+def _fail_span(span: Span, exception: BaseException) -> None:
+    span.record_exception(exception)
+    span.set_attribute(semconv.ERROR_TYPE, _qualname(exception))
+    span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+
+
+def contrib_instrumented() -> bool:
+    """Whether ``opentelemetry-instrumentation-celery`` is instrumented in this process."""
+    module = sys.modules.get("opentelemetry.instrumentation.celery")
+    if module is None:
+        return False
+    instance = getattr(getattr(module, "CeleryInstrumentor", None), "_instance", None)
+    return bool(getattr(instance, "_is_instrumented_by_opentelemetry", False))
 
 
 def _queue_wait(request: Any, now: float) -> float | None:
