@@ -85,3 +85,21 @@ def test_a_resolver_answer_that_is_not_a_destination_is_named() -> None:
     failing = Router(lambda tenant, app: 1 / 0, timeout_s=1)
     with pytest.raises(ConfigurationError, match="ZeroDivisionError"):
         failing.resolve("t1", "a1")
+
+
+def test_destination_objects_are_kept_least_recently_used_first_out(monkeypatch) -> None:
+    from difytrace.ops_trace import routing
+
+    monkeypatch.setattr(routing, "MAX_DESTINATIONS", 2)
+    router = Router(lambda tenant, app: [], timeout_s=1.0)
+    a, b, c = (
+        routing.parse_configs([{"kind": "otlp", "endpoint": f"http://{h}:4318/v1/traces"}], h)[0]
+        for h in ("a", "b", "c")
+    )
+    first_a = router.destination(a)
+    router.destination(b)
+    assert router.destination(a) is first_a  # used again: now the most recent
+    router.destination(c)  # over the cap: b, the least recently used, goes
+    assert router.destination(a) is first_a
+    assert len(router._built) == 2
+    assert b.key not in router._built

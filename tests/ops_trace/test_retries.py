@@ -262,3 +262,36 @@ def test_a_destination_that_cannot_be_built_holds_up_no_other(
     assert "ValueError" in letter.error
     assert "hunter2-secret" not in letter.error
     assert d.runtime.store.counts() == {"pending": 0, "retries": 0}
+
+
+def test_a_record_that_keeps_killing_workers_is_dead_lettered(ops_env, fake_langfuse) -> None:
+    from difytrace.ops_trace.delivery import MAX_LEASES
+
+    d = _deliverer(ops_env, _langfuse(fake_langfuse))
+    poison, fine = _put(d, [message("oom"), message("fine")])
+    lease = d.runtime.settings.ops_trace_redeliver_after_s
+    for _ in range(MAX_LEASES):  # a worker took it, then died before finishing its pass
+        d.runtime.store.load([poison], lease)
+    d.runtime.store.load([fine], lease)  # died once: an ordinary kill, delivered next time
+    d.deliver([poison, fine], None, 1)
+    (letter,) = DeadLetters(d.runtime.store).entries()
+    assert (letter.uid, letter.reason) == (poison, "worker_lost")
+    assert json.loads(letter.record)["record_id"] == "oom"
+    assert {o.span_id for o in build_view(message("fine")).observations} <= fake_langfuse.ids()
+    assert {
+        o.span_id for o in build_view(message("oom")).observations
+    } & fake_langfuse.ids() == set()
+    assert d.runtime.store.counts() == {"pending": 0, "retries": 0}
+    assert d.runtime.store.client.hlen(d.runtime.store.lease_key) == 0
+
+
+def test_a_finished_pass_resets_the_lease_count(ops_env, fake_langfuse) -> None:
+    from difytrace.ops_trace.delivery import MAX_LEASES
+
+    d = _deliverer(ops_env, _langfuse(fake_langfuse))
+    (uid,) = _put(d, [message()])
+    for attempt in range(1, MAX_LEASES + 3):  # more passes than MAX_LEASES, each one finished
+        fake_langfuse.fail(503)
+        d.deliver([uid], None, attempt)
+    assert DeadLetters(d.runtime.store).count() == 0
+    assert d.runtime.store.counts()["pending"] == 1  # still retrying, not given up on

@@ -54,6 +54,12 @@ class _Ledger:
     done: list[tuple[str, str]] = field(default_factory=list)
     retries: dict[str, tuple[set[str], float]] = field(default_factory=dict)
     confirm: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+
+
+#: A record taken by workers this many times without a finished delivery pass is killing them
+#: (out of memory, a crash): it is dead-lettered instead of taking the next worker down too.
+MAX_LEASES = 5
 
 
 class Deliverer:
@@ -70,7 +76,8 @@ class Deliverer:
         """Deliver one message's records (``dests``: only these destinations, for retries)."""
         ledger = _Ledger()
         lease = self.runtime.settings.ops_trace_redeliver_after_s
-        pending = self._prepare(self.runtime.store.load(uids, lease), ledger)
+        loaded = self.runtime.store.load(uids, lease)
+        pending = self._prepare(loaded, ledger)
         work: dict[str, list[_Pending]] = defaultdict(list)
         for item in pending:
             todo = set(item.targets) - item.done
@@ -81,6 +88,7 @@ class Deliverer:
         for item in pending:
             if item.uid not in ledger.retries and set(item.targets) <= item.done:
                 ledger.confirm.append(item.uid)
+        ledger.finished = [item.uid for item in loaded]  # this pass ran to its end
         self._commit(ledger, attempt)
 
     def _prepare(self, loaded: list[Loaded], ledger: _Ledger) -> list[_Pending]:
@@ -88,6 +96,20 @@ class Deliverer:
         for item in loaded:
             if item.payload is None:
                 continue  # confirmed already: a duplicate message
+            if item.leases > MAX_LEASES:
+                self._dead(
+                    ledger,
+                    item.uid,
+                    key=None,
+                    kind="none",
+                    reason="worker_lost",
+                    error=f"taken by a worker {item.leases - 1} times without a finished pass "
+                    "(the worker died while delivering it: out of memory? a crash?)",
+                    attempts=item.leases - 1,
+                    payload=item.payload,
+                )
+                ledger.confirm.append(item.uid)
+                continue
             try:
                 view = build_view(parse_record(item.payload))
             except RecordError as exc:
@@ -290,6 +312,7 @@ class Deliverer:
             ],
             self.runtime.settings.ops_trace_redeliver_after_s,
         )
+        store.stage_finished(pipe, ledger.finished)
         store.stage_confirm(pipe, ledger.confirm)
         pipe.execute()
 

@@ -215,6 +215,10 @@ class StaticResolver:
         return apps.get(app_id or "", tenant_wide)
 
 
+#: Destination objects (each a keep-alive connection pool) a worker keeps at most.
+MAX_DESTINATIONS = 512
+
+
 class Router:
     """Resolves destinations (cached for ``ttl_s``) and builds one destination per config key."""
 
@@ -251,12 +255,19 @@ class Router:
         return resolved
 
     def destination(self, config: DestinationConfig) -> Destination:
-        """The destination object of one config (built once per key)."""
+        """The destination object of one config (built once per key, the least recently used
+        dropped beyond :data:`MAX_DESTINATIONS`: rotated keys and departed tenants)."""
         key = config.key
         with self._lock:
-            if key not in self._built:
-                self._built[key] = build_destination(config, self.timeout_s)
-            return self._built[key]
+            dest = self._built.pop(key, None)
+            if dest is None:
+                dest = build_destination(config, self.timeout_s)
+                if len(self._built) >= MAX_DESTINATIONS:
+                    # Not closed: another thread may be sending through it. Unreferenced, its
+                    # pooled connections are closed when it is collected.
+                    self._built.pop(next(iter(self._built)))
+            self._built[key] = dest  # (re)inserted last: the dict is in order of use
+            return dest
 
     def close(self) -> None:
         """Close every destination's connections."""

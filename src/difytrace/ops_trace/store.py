@@ -9,10 +9,13 @@ So the queue message carries only record ids, and the records live here::
     {prefix}:done:{uid}    SET   destination keys that accepted (or dead-lettered) it
     {prefix}:retry         ZSET  {"u", "d", "a"} → when to retry those destinations
     {prefix}:scope         HASH  uid → the one destination a replayed record goes to
+    {prefix}:leases        HASH  uid → times a worker took it since its last finished pass
 
-A record is *confirmed* (all three keys removed) once every destination it routes to is done.
+A record is *confirmed* (all its keys removed) once every destination it routes to is done.
 The sweeper re-publishes due records, so a lost message, a killed worker or a Redis restart
 (with persistence) delays a record but never loses it; destinations upsert by deterministic id.
+The lease count bounds the one case that would loop for ever: a record whose delivery kills
+the worker (out of memory, a crash) comes back until the deliverer dead-letters it.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ class Loaded:
     payload: bytes | None
     done: set[str]
     scope: str | None
+    #: times a worker took it (this time included) since its last finished delivery pass
+    leases: int = 1
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class OutboxStore:
         self.retry_key = f"{prefix}:retry"
         self.scope_key = f"{prefix}:scope"
         self.lock_key = f"{prefix}:lock:sweep"
+        self.lease_key = f"{prefix}:leases"
 
     def _done_key(self, uid: str) -> str:
         return f"{self.prefix}:done:{uid}"
@@ -122,18 +128,26 @@ class OutboxStore:
         ones (a record seen for the first time has none).
         """
         pipe = self.client.pipeline(transaction=False)
-        if lease_s is not None:
-            pipe.zadd(self.due_key, dict.fromkeys(uids, time.time() + lease_s), xx=True)
         pipe.hmget(self.rec_key, list(uids))
         pipe.hmget(self.scope_key, list(uids))
         pipe.eval(_DONE_SETS, len(uids), *[self._done_key(u) for u in uids])
+        if lease_s is not None:
+            pipe.zadd(self.due_key, dict.fromkeys(uids, time.time() + lease_s), xx=True)
+            for uid in uids:
+                pipe.hincrby(self.lease_key, uid, 1)
         results = pipe.execute()
-        payloads, scopes, found = results[1:] if lease_s is not None else results
+        payloads, scopes, found = results[:3]
+        leases = [int(n) for n in results[4:]] if lease_s is not None else [1] * len(uids)
         done: dict[int, set[str]] = {int(i): {d.decode() for d in members} for i, members in found}
         return [
-            Loaded(uid, p, done.get(i, set()), s.decode() if s else None)
-            for i, (uid, p, s) in enumerate(zip(uids, payloads, scopes, strict=True))
+            Loaded(uid, p, done.get(i, set()), s.decode() if s else None, n)
+            for i, (uid, p, s, n) in enumerate(zip(uids, payloads, scopes, leases, strict=True))
         ]
+
+    def stage_finished(self, pipe: Any, uids: Sequence[str]) -> None:
+        """Queue on ``pipe``: a delivery pass over these records ran to its end."""
+        if uids:
+            pipe.hdel(self.lease_key, *uids)
 
     def stage_done(self, pipe: Any, pairs: Iterable[tuple[str, str]]) -> None:
         """Queue on ``pipe``: destination key ``d`` accepted (or dead-lettered) record ``uid``."""
@@ -156,6 +170,7 @@ class OutboxStore:
             pipe.hdel(self.rec_key, *uids)
             pipe.zrem(self.due_key, *uids)
             pipe.hdel(self.scope_key, *uids)
+            pipe.hdel(self.lease_key, *uids)
             pipe.delete(*[self._done_key(u) for u in uids])
 
     def mark_done(self, pairs: Iterable[tuple[str, str]]) -> None:
