@@ -295,3 +295,28 @@ def test_a_finished_pass_resets_the_lease_count(ops_env, fake_langfuse) -> None:
         d.deliver([uid], None, attempt)
     assert DeadLetters(d.runtime.store).count() == 0
     assert d.runtime.store.counts()["pending"] == 1  # still retrying, not given up on
+
+
+def test_two_sweepers_reading_the_same_due_retries_take_each_once(runtime) -> None:
+    from difytrace.ops_trace.store import OutboxStore
+
+    store = runtime.store
+    store.schedule_retries([(RetryEntry(f"u{i}", ("k",), 2), 1.0) for i in range(20)], 60)
+    other = OutboxStore(store.client, store.prefix)  # a second worker's sweeper
+    taken_by_other: list[RetryEntry] = []
+
+    class Interleaved:  # the other sweeper runs between this one's read and its removal
+        def __init__(self, client) -> None:
+            self._client = client
+
+        def zrangebyscore(self, *args, **kwargs):
+            raw = self._client.zrangebyscore(*args, **kwargs)
+            taken_by_other.extend(other.take_due_retries(time.time(), 100))
+            return raw
+
+        def __getattr__(self, name):
+            return getattr(self._client, name)
+
+    mine = OutboxStore(Interleaved(store.client), store.prefix).take_due_retries(time.time(), 100)
+    assert len(taken_by_other) == 20
+    assert mine == []

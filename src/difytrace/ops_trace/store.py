@@ -198,11 +198,19 @@ class OutboxStore:
         pipe.execute()
 
     def take_due_retries(self, now: float, limit: int) -> list[RetryEntry]:
-        """Remove and return retries whose time has come."""
+        """Remove and return retries whose time has come.
+
+        Only the entries this call removed are returned: a second sweeper reading the same
+        range at the same moment gets the others, never the same ones twice.
+        """
         raw = self.client.zrangebyscore(self.retry_key, "-inf", now, start=0, num=limit)
-        if raw:
-            self.client.zrem(self.retry_key, *raw)
-        return [RetryEntry.decode(r) for r in raw]
+        if not raw:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for member in raw:
+            pipe.zrem(self.retry_key, member)
+        removed = pipe.execute()
+        return [RetryEntry.decode(r) for r, gone in zip(raw, removed, strict=True) if gone]
 
     def take_stale(self, now: float, limit: int, redeliver_after_s: float) -> list[str]:
         """Unconfirmed records past their re-send time; their next one is pushed back."""
