@@ -197,3 +197,21 @@ def test_child_record_lands_under_its_parent_before_the_parent_exists() -> None:
     assert cv.observations[0].parent_run_id == pv.observations[0].run_id
     assert cv.observations[0].dotted_order.startswith(pv.observations[0].dotted_order + ".")
     assert not cv.is_trace_root
+
+
+def test_a_child_joins_its_parents_live_trace_whatever_its_own() -> None:
+    parent = message(record_id="msg-live", trace_id="ab" * 16)
+    for own in (None, "cd" * 16):  # none of its own, or another trace's (a later task)
+        child = ToolRecord(
+            record_id=f"tool-{own}",
+            tenant_id="tenant-a",
+            tool_name="search",
+            start_time=at(100),
+            trace_id=own,
+            parent=parent.as_parent(),
+        )
+        pv, cv = build_view(parent), build_view(child)
+        assert cv.trace_id == pv.trace_id == "ab" * 16
+        assert cv.observations[0].parent_span_id == pv.observations[0].span_id
+        assert cv.observations[0].dotted_order.startswith(pv.observations[0].dotted_order + ".")
+    assert parse_record(child.model_dump_json()) == child

@@ -68,10 +68,21 @@ class ParentRef(_Model):
     """Another record this one nests under (e.g. a tool call under its chat message).
 
     Ids are deterministic, so the child lands under its parent even when it is delivered first.
+    Nesting is one level deep: the parent is a record without a parent of its own (LangSmith's
+    ``dotted_order`` is built from the parent as a trace root). :meth:`RecordBase.as_parent`
+    makes one from the parent record.
     """
 
     record_id: _Id
     start_time: AwareDatetime
+    #: The trace id the parent went out under (its own ``trace_id``), when it had one: the
+    #: child joins that trace even when its own live trace differs (or it has none).
+    trace_id: _HexTraceId | None = None
+
+    @field_validator("trace_id", mode="before")
+    @classmethod
+    def _lower_trace_id(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
 
 class _Timed(_Model):
@@ -121,6 +132,12 @@ class RecordBase(_Timed):
     @classmethod
     def _lower_trace_id(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    def as_parent(self) -> ParentRef:
+        """The reference a child record puts in its ``parent`` to nest under this record."""
+        return ParentRef(
+            record_id=self.record_id, start_time=self.start_time, trace_id=self.trace_id
+        )
 
 
 class NodeExecution(_Timed, _ModelCall):

@@ -202,7 +202,8 @@ def build_view(record: Record) -> TraceView:
     tenant = record.tenant_id
     parent = record.parent
     root_record_id = parent.record_id if parent else record.record_id
-    trace_id = ids.trace_id_hex(tenant, root_record_id, record.trace_id)
+    live_trace_id = parent.trace_id if parent is not None and parent.trace_id else record.trace_id
+    trace_id = ids.trace_id_hex(tenant, root_record_id, live_trace_id)
     parent_span = parent_runs = None
     if parent is not None:
         parent_span = ids.span_id_hex(tenant, parent.record_id)
