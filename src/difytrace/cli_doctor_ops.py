@@ -112,7 +112,10 @@ def _consumers(settings: Settings, timeout_s: float) -> list[str]:
     """
     from celery import Celery
 
-    app = Celery("difytrace-doctor", broker=settings.ops_trace_broker_url, set_as_current=False)
+    config = importlib.import_module("difytrace.ops_trace.config")
+    app = Celery("difytrace-doctor", set_as_current=False)
+    app.conf.update(config.celery_config(settings))  # the broker, Sentinel's master name
+    app.conf.broker_connection_max_retries = 1  # a doctor reports; it does not wait it out
     names: list[str] = []
     try:
         with warnings.catch_warnings():
@@ -193,7 +196,7 @@ def _outbox_checks(settings: Settings) -> list[Check]:
         ping = redis_ping(client, "ops_trace", f"outbox {masked_url(url)}")
         if ping.status != "pass":
             return [ping]
-    store = store_mod.OutboxStore(client, settings.ops_trace_key_prefix)
+    store = store_mod.OutboxStore(client, config.store_prefix(settings))
     counts = store.counts()
     dead = int(dlq.DeadLetters(store).count())
     checks = [

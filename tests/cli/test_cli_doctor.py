@@ -241,3 +241,32 @@ def test_a_disabled_instrumentation_is_flagged(otlp_receiver: OTLPReceiver) -> N
     assert "!" in line
     assert "disabled by OTEL_PYTHON_DISABLED_INSTRUMENTATIONS" in line
     assert "installed and enabled" in _line(proc.stdout, "│ instrumentation ", "difytrace_flask")
+
+
+def test_doctor_counts_the_outbox_and_dead_letters_the_worker_writes(
+    tmp_path: Path, fake_vendor: str, otlp_receiver: OTLPReceiver
+) -> None:
+    from difytrace.ops_trace import dlq
+    from difytrace.ops_trace.config import Runtime
+
+    env = _env(tmp_path, fake_vendor, otlp_receiver, LANGFUSE_KEYS[1])
+    runtime = Runtime(load_settings({**os.environ, **env}))
+    store = runtime.store  # the keys the worker and the publisher use
+    try:
+        store.put([("uid-1", b"{}"), ("uid-2", b"{}")], time.time() + 600)
+        letter = dlq.new_letter(
+            uid="uid-0",
+            destination=None,
+            kind="langfuse",
+            reason="http_401",
+            error="HTTP 401",
+            attempts=1,
+            record=b"{}",
+        )
+        dlq.DeadLetters(store).add([letter])
+        proc = run_cli("doctor", env=env)
+    finally:
+        store.purge_all()
+        runtime.close()
+    assert "2 pending" in _line(proc.stdout, "│ ops_trace ", "outbox")
+    assert "1 dead letter(s) (see: difytrace dlq list)" in proc.stdout

@@ -34,6 +34,11 @@ def outbox_url(settings: Settings) -> str:
     )
 
 
+def store_prefix(settings: Settings) -> str:
+    """The Redis key prefix of the outbox and dead letters: one per prefix and queue."""
+    return f"{settings.ops_trace_key_prefix}:{settings.ops_trace_queue}"
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings of the ops_trace app (publisher and worker)."""
     options: dict[str, Any] = {"visibility_timeout": 3600}
@@ -99,8 +104,7 @@ class Runtime:
                     outbox_url(self.settings),
                     sentinel_master=self.settings.ops_trace_sentinel_master,
                 )
-                prefix = f"{self.settings.ops_trace_key_prefix}:{self.settings.ops_trace_queue}"
-                self._store = OutboxStore(client, prefix)
+                self._store = OutboxStore(client, store_prefix(self.settings))
             return self._store
 
     def close(self) -> None:
