@@ -24,9 +24,12 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     for name in sys.argv[1:]:
         importlib.import_module(name.partition(":")[0])
-from difytrace.cli_appcheck import report
-print("\\n" + json.dumps(report(caught)))
+from difytrace.cli_appcheck import MARK, report
+print("\\n" + MARK + json.dumps(report(caught)), flush=True)
 """
+# The report's line starts with this: the app may print after it (an atexit hook, a console
+# exporter flushing at exit), so the report is found by its mark, not by its position.
+MARK = "difytrace-app-report:"
 
 
 @dataclass(frozen=True)
@@ -90,18 +93,22 @@ def report(caught: Sequence[warnings.WarningMessage]) -> dict[str, Any]:
 def check_app(modules: Sequence[str], timeout_s: float = 60.0) -> AppReport:
     """Import ``modules`` (``pkg.module`` or gunicorn's ``pkg.module:app``) in a child
     interpreter; RuntimeError with the child's last error line when the import fails."""
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *modules],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
+    names = ", ".join(modules)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", SCRIPT, *modules],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"importing {names} took over {timeout_s:g} s") from None
+    found = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
+    if proc.returncode != 0 or not found:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"importing {', '.join(modules)} failed: {last}")
-    data = json.loads(lines[-1])
+        raise RuntimeError(f"importing {names} failed: {last}")
+    data = json.loads(found[-1].removeprefix(MARK))
     return AppReport(
         gevent_patched=bool(data["gevent_patched"]),
         problems=[str(p) for p in data["problems"]],

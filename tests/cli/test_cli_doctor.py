@@ -270,3 +270,31 @@ def test_doctor_counts_the_outbox_and_dead_letters_the_worker_writes(
         runtime.close()
     assert "2 pending" in _line(proc.stdout, "│ ops_trace ", "outbox")
     assert "1 dead letter(s) (see: difytrace dlq list)" in proc.stdout
+
+
+def test_an_app_that_prints_at_exit_still_gets_its_report(
+    tmp_path: Path, otlp_receiver: OTLPReceiver
+) -> None:
+    (tmp_path / "chatty_app.py").write_text(
+        "import atexit\nprint('starting up')\natexit.register(print, '{not the report')\n"
+    )
+    proc = run_cli(
+        "doctor",
+        "--import",
+        "chatty_app:app",
+        cwd=tmp_path,
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint},
+    )
+    assert "✓" in _line(proc.stdout, "gevent", "patch order (chatty_app:app)"), proc.stdout
+    assert "error" not in proc.stderr
+
+
+def test_an_app_import_that_hangs_is_a_failed_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from difytrace.cli_appcheck import check_app
+
+    (tmp_path / "slow_app.py").write_text("import time\ntime.sleep(30)\n")
+    monkeypatch.chdir(tmp_path)  # the child imports from its working directory
+    with pytest.raises(RuntimeError, match=r"importing slow_app took over 1 s"):
+        check_app(["slow_app"], timeout_s=1)
