@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
+import zlib
 from typing import Any
 
 from google.protobuf import json_format
@@ -60,6 +62,21 @@ def parse(body: bytes, message: Message, is_json: bool) -> None:
             message.ParseFromString(body)
     except (DecodeError, json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
         raise UndecodableBody(str(exc) or type(exc).__name__) from None
+
+
+def decompress(body: bytes, encoding: str) -> bytes:
+    """``body`` per its ``Content-Encoding`` (gzip, deflate, identity); UndecodableBody else."""
+    encoding = encoding.strip().lower()
+    try:
+        if encoding == "gzip":
+            return gzip.decompress(body)
+        if encoding == "deflate":
+            return zlib.decompress(body)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UndecodableBody(f"bad {encoding} body: {exc}") from None
+    if encoding not in ("", "identity"):
+        raise UndecodableBody(f"unsupported content-encoding {encoding!r}")
+    return body
 
 
 def any_value(value: AnyValue) -> Any:

@@ -13,9 +13,7 @@ decode, 415 for another content type, 404 for another path. Independent of pytes
 
 from __future__ import annotations
 
-import gzip
 import threading
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -317,7 +315,7 @@ class OTLPReceiver:
             return 415, "text/plain", b"unsupported content type", _nothing
         is_json = ctype in _JSON
         try:
-            body = _decompress(body, headers.get("content-encoding", ""))
+            body = _proto.decompress(body, headers.get("content-encoding", ""))
             store = self._decode(path, body, is_json)
         except _proto.UndecodableBody as exc:
             return 400, "text/plain", f"undecodable body: {exc}".encode(), _nothing
@@ -351,20 +349,6 @@ class OTLPReceiver:
 
 def _nothing() -> None:
     """Nothing to store (a refused request, or a signal the receiver keeps no data of)."""
-
-
-def _decompress(body: bytes, encoding: str) -> bytes:
-    encoding = encoding.strip().lower()
-    try:
-        if encoding == "gzip":
-            return gzip.decompress(body)
-        if encoding == "deflate":
-            return zlib.decompress(body)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise _proto.UndecodableBody(f"bad {encoding} body: {exc}") from None
-    if encoding not in ("", "identity"):
-        raise _proto.UndecodableBody(f"unsupported content-encoding {encoding!r}")
-    return body
 
 
 def _handler_for(receiver: OTLPReceiver) -> type[BaseHTTPRequestHandler]:

@@ -126,18 +126,18 @@ class FakeLangfuse(FakeVendor):
         return 404, b'{"message":"not found"}', "json", 0
 
     def _otlp(self, headers: Any, body: bytes, tenant: str) -> tuple[int, bytes, str, int]:
-        from google.protobuf import json_format
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
             ExportTraceServiceRequest,
         )
 
+        from difytrace.testing import _proto
+
         request = ExportTraceServiceRequest()
-        try:
-            if "json" in headers.get("Content-Type", ""):
-                json_format.Parse(body, request, ignore_unknown_fields=True)
-            else:
-                request.ParseFromString(body)
-        except Exception as exc:
+        is_json = "json" in headers.get("Content-Type", "")
+        try:  # OTLP/JSON ids are hex, not protobuf-JSON's base64: _proto reads them right
+            raw = _proto.decompress(body, headers.get("Content-Encoding", ""))
+            _proto.parse(raw, request, is_json)
+        except _proto.UndecodableBody as exc:
             return 400, json.dumps({"message": str(exc)}).encode(), "json", 0
         count = 0
         for rs in request.resource_spans:
