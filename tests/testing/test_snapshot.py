@@ -184,3 +184,48 @@ def test_a_missing_snapshot_fails_under_ci(
     assert not snapshot.exists()
     pytester.runpytest_inprocess(*args, "--difytrace-update-snapshots").assert_outcomes(passed=1)
     pytester.runpytest_inprocess(*args).assert_outcomes(passed=1)  # committed: compared
+
+
+def test_a_recorded_exception_snapshots_the_same_on_any_machine(span_capture: SpanCapture) -> None:
+    with tracer.start_as_current_span("root") as root:
+        root.record_exception(ValueError("boom"))
+    (span,) = normalize_trace(span_capture.spans())["spans"]
+    (event,) = span["events"]
+    assert event["attributes"]["exception.stacktrace"] == "<ignored>"
+    assert event["attributes"]["exception.message"] == "boom"
+
+
+_SAME_NAMES = """
+from opentelemetry import trace
+
+tracer = trace.get_tracer("app")
+
+
+class TestChat:
+    def test_x(self, span_capture, trace_snapshot):
+        with tracer.start_as_current_span("chat"):
+            pass
+        trace_snapshot(span_capture)
+
+
+class TestWorkflow:
+    def test_x(self, span_capture, trace_snapshot):
+        with tracer.start_as_current_span("workflow"):
+            pass
+        trace_snapshot(span_capture)
+"""
+
+
+def test_same_test_names_in_two_classes_have_their_own_snapshots(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile(test_app=_SAME_NAMES)
+    args = ("-p", "no:cacheprovider", "-p", "no:randomly")
+    pytester.runpytest_inprocess(*args).assert_outcomes(passed=2)
+    pytester.runpytest_inprocess(*args).assert_outcomes(passed=2)
+    folder = pytester.path / "snapshots" / "test_app"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "TestChat.test_x.json",
+        "TestWorkflow.test_x.json",
+    ]

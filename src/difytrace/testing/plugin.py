@@ -204,7 +204,8 @@ def fixed_clock() -> Iterator[FakeClock]:
 
 @pytest.fixture
 def trace_snapshot(request: pytest.FixtureRequest) -> Iterator[TraceSnapshot]:
-    """Compare a normalised trace with ``snapshots/<module>/<test>.json`` beside the test.
+    """Compare a normalised trace with ``snapshots/<module>/<test>.json`` beside the test
+    (``<Class>.<test>.json`` for a test in a class).
 
     Example::
 
@@ -213,9 +214,12 @@ def trace_snapshot(request: pytest.FixtureRequest) -> Iterator[TraceSnapshot]:
             trace_snapshot(span_capture)   # first run: writes the file (fails under CI=1)
     """
     path = request.node.path
+    # Named from the node id without its file: a class's test and a module function of the
+    # same name (or two classes' tests) each get their own file.
+    name = request.node.nodeid.split("::", 1)[-1].replace("::", ".")
     snapshot = TraceSnapshot(
         path.parent / "snapshots" / path.stem,
-        request.node.name,
+        name,
         update=bool(request.config.getoption(_UPDATE_OPTION)),
         create=not os.environ.get("CI"),
     )

@@ -37,7 +37,14 @@ def _replace_ids(value: Any, ids: dict[str, str]) -> Any:
 def _attributes(
     values: dict[str, Any], ids: dict[str, str], ignore: Collection[str]
 ) -> dict[str, Any]:
-    return {k: IGNORED if k in ignore else _replace_ids(v, ids) for k, v in sorted(values.items())}
+    return {
+        k: IGNORED if k in ignore or k in ALWAYS_IGNORED else _replace_ids(v, ids)
+        for k, v in sorted(values.items())
+    }
+
+
+#: Attributes no snapshot can keep: a stack trace holds absolute paths and library line numbers.
+ALWAYS_IGNORED = frozenset({"exception.stacktrace"})
 
 
 def normalize_trace(
@@ -52,7 +59,8 @@ def normalize_trace(
     ``s2`` … in that order (also where an attribute value equals one of them). Times become
     ranks: every start and end time of a trace is replaced by its position among them, so
     the snapshot keeps the ordering (who started first, who ended last) but not the
-    durations. Attributes named in ``ignore_attributes`` show as ``"<ignored>"``. The result
+    durations. Attributes named in ``ignore_attributes`` show as ``"<ignored>"``, and so does
+    ``exception.stacktrace`` always (paths differ from machine to machine). The result
     is plain JSON (lists, dicts, strings, numbers; keys sorted). Example:
 
     >>> from opentelemetry import trace
