@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from rich.console import Console
 
+from difytrace.cli_args import positive_int
 from difytrace.exceptions import DifytraceError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -159,7 +160,7 @@ def _add_receive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     receive.add_argument(
         "--max-traces",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="exit after drawing N traces (default: run until Ctrl-C)",
     )

@@ -74,6 +74,10 @@ def test_an_unexpected_error_is_one_line(
         (["bogus"], "invalid choice: 'bogus'"),
         (["receive", "--port", "99999"], "port 99999 is not in 0..65535"),
         (["doctor", "--timeout", "soon"], "invalid float value: 'soon'"),
+        (["dlq", "list", "--limit", "0"], "--limit: expected 1 or more, got 0"),
+        (["dlq", "list", "--limit", "all"], "--limit: expected a whole number, got 'all'"),
+        (["worker", "--concurrency", "-2"], "expected 1 or more, got -2"),
+        (["receive", "--max-traces", "0"], "--max-traces: expected 1 or more, got 0"),
     ],
 )
 def test_usage_errors_are_one_line(

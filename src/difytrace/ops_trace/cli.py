@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from difytrace.cli_args import positive_int
 from difytrace.ops_trace.config import Runtime
 from difytrace.ops_trace.dlq import DeadLetters
 from difytrace.settings import load_settings
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "Run an ops_trace worker (Celery, queue ops_trace).",
         "  difytrace worker\n  difytrace worker --concurrency 4 --pool prefork\n",
     )
-    worker.add_argument("--concurrency", "-c", type=int, default=1)
+    worker.add_argument("--concurrency", "-c", type=positive_int, default=1)
     worker.add_argument(
         "--pool", "-P", default="prefork", choices=["prefork", "solo", "threads", "gevent"]
     )
@@ -69,7 +70,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "List dead letters, oldest first.",
         "  difytrace dlq list\n  difytrace dlq list --limit 500 --json > letters.jsonl\n",
     )
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (default: 50)")
+    listing.add_argument(
+        "--limit", type=positive_int, default=50, help="at most this many (default: 50)"
+    )
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(handler=dlq_list)
     show = _add(

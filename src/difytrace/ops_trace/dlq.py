@@ -96,7 +96,9 @@ class DeadLetters:
         return int(self.store.client.zcard(self.index))
 
     def entries(self, limit: int = 50, offset: int = 0) -> list[DeadLetter]:
-        """Entries, oldest first."""
+        """Entries, oldest first (none for a ``limit`` below 1)."""
+        if limit < 1:
+            return []
         ids = self.store.client.zrange(self.index, offset, offset + limit - 1)
         return self._get([i.decode() for i in ids])
 
