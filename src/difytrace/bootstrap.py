@@ -108,19 +108,18 @@ def _metric_exporter(settings: Settings) -> MetricExporter:
     if settings.metrics_exporter == "console":
         return ConsoleMetricExporter()
     timeout = settings.metric_export_timeout_ms / 1000
-    if settings.protocol == "grpc":
+    headers = settings.export_headers("metrics")
+    if settings.metrics_protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
             OTLPMetricExporter as GrpcMetricExporter,
         )
 
         return GrpcMetricExporter(
-            endpoint=settings.metrics_endpoint, headers=settings.export_headers(), timeout=timeout
+            endpoint=settings.metrics_endpoint, headers=headers, timeout=timeout
         )
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-    return OTLPMetricExporter(
-        endpoint=settings.metrics_endpoint, headers=settings.export_headers(), timeout=timeout
-    )
+    return OTLPMetricExporter(endpoint=settings.metrics_endpoint, headers=headers, timeout=timeout)
 
 
 @dataclass

@@ -36,7 +36,18 @@ def _reason(exc: BaseException) -> str:
 def http_status(
     method: str, url: str, headers: dict[str, str], body: bytes | None, timeout_s: float
 ) -> tuple[int | None, str]:
-    """The status of one request, or ``(None, why it failed)`` when nothing answered."""
+    """The status of one request, or ``(None, why it failed)`` when nothing answered.
+
+    Credentials in the URL (``http://user:pass@host``) go as Basic auth, as the exporters'
+    HTTP client sends them; urllib would take them for part of the host name.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is not None:
+        pair = (
+            f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        )
+        headers = {"authorization": "Basic " + base64.b64encode(pair.encode()).decode(), **headers}
+        url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:

@@ -18,7 +18,7 @@ from difytrace import cli_doctor_ops
 from difytrace.cli_appcheck import AppReport, check_app
 from difytrace.cli_probes import Check, otlp, tcp
 from difytrace.exceptions import ConfigurationError
-from difytrace.settings import SETTINGS, Settings, load_settings
+from difytrace.settings import SETTINGS, Settings, load_settings, masked_url
 
 _MARKS = {
     "pass": ("✓", "green"),
@@ -180,14 +180,15 @@ def telemetry_checks(settings: Settings, timeout_s: float) -> list[Check]:
         targets.append(("OTLP metrics", settings.metrics_endpoint))
     found = []
     for label, endpoint in targets:
-        source = settings.sources.get(
-            "traces_endpoint" if "traces" in label else "metrics_endpoint", "default"
-        )
-        name = f"{label} {endpoint} (from {source})"
-        if settings.protocol == "grpc":
+        signal = "traces" if "traces" in label else "metrics"
+        source = settings.sources.get(f"{signal}_endpoint", "default")
+        name = f"{label} {masked_url(endpoint)} (from {source})"
+        protocol = settings.protocol if signal == "traces" else settings.metrics_protocol
+        if protocol == "grpc":
             found.append(tcp("telemetry", name, endpoint, 4317, timeout_s))
         else:
-            found.append(otlp("telemetry", name, endpoint, settings.export_headers(), timeout_s))
+            headers = settings.export_headers(signal)
+            found.append(otlp("telemetry", name, endpoint, headers, timeout_s))
     return found
 
 

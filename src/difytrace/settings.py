@@ -271,7 +271,14 @@ SETTINGS: tuple[Setting, ...] = (
         ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
         parse_protocol,
         "http/protobuf",
-        "OTLP protocol. HTTP by default: gRPC under gevent is fragile.",
+        "OTLP protocol of spans. HTTP by default: gRPC under gevent is fragile.",
+    ),
+    Setting(
+        "metrics_protocol",
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        parse_protocol,
+        "http/protobuf",
+        "OTLP protocol of metrics.",
     ),
     Setting(
         "traces_endpoint",
@@ -302,7 +309,15 @@ SETTINGS: tuple[Setting, ...] = (
         ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
         parse_headers,
         {},
-        "Extra OTLP headers, `name=value` pairs, URL-encoded.",
+        "Extra OTLP headers of spans, `name=value` pairs, URL-encoded.",
+        secret=True,
+    ),
+    Setting(
+        "metrics_headers",
+        ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+        parse_headers,
+        {},
+        "Extra OTLP headers of metrics, `name=value` pairs, URL-encoded.",
         secret=True,
     ),
     Setting(
@@ -589,9 +604,11 @@ class Settings:
     exporter: str
     metrics_exporter: str
     protocol: Protocol
+    metrics_protocol: Protocol
     traces_endpoint: str
     metrics_endpoint: str
     headers: dict[str, str]
+    metrics_headers: dict[str, str]
     api_key: str
     sampler: str
     sampling_rate: float | None
@@ -632,9 +649,10 @@ class Settings:
     # Where each value came from: an env var name, "configure()" or "default".
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
-    def export_headers(self) -> dict[str, str]:
-        """OTLP headers, with Dify's ``OTLP_API_KEY`` as a bearer token unless one is set."""
-        headers = dict(self.headers)
+    def export_headers(self, signal: str = "traces") -> dict[str, str]:
+        """OTLP headers of ``signal`` (traces, metrics), with Dify's ``OTLP_API_KEY`` as a
+        bearer token unless one is set."""
+        headers = dict(self.metrics_headers if signal == "metrics" else self.headers)
         if self.api_key and "authorization" not in headers:
             headers["authorization"] = f"Bearer {self.api_key}"
         return headers
@@ -650,6 +668,8 @@ class Settings:
                     text = repr(masked_url(value)) if "://" in value else "****"
                 else:
                     text = "{" + ", ".join(f"{k}: ****" for k in value) + "}"
+            elif isinstance(value, str) and "://" in value:
+                text = repr(masked_url(value))  # an endpoint may carry user:password too
             else:
                 text = repr(value)
             shown[setting.name] = text
@@ -715,9 +735,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if problems:
         # One variable can feed several settings (OTLP_BASE_ENDPOINT): name it once.
         raise ConfigurationError("difytrace settings: " + "; ".join(dict.fromkeys(problems)))
-    for name, signal in (("traces_endpoint", "traces"), ("metrics_endpoint", "metrics")):
+    for name, signal, protocol in (
+        ("traces_endpoint", "traces", "protocol"),
+        ("metrics_endpoint", "metrics", "metrics_protocol"),
+    ):
         src = sources[name]
-        if values["protocol"] == "grpc":
+        if values[protocol] == "grpc":
             # gRPC takes the bare authority; the default port differs.
             if src == "default":
                 values[name] = "http://localhost:4317"

@@ -298,3 +298,17 @@ def test_an_app_import_that_hangs_is_a_failed_check(
     monkeypatch.chdir(tmp_path)  # the child imports from its working directory
     with pytest.raises(RuntimeError, match=r"importing slow_app took over 1 s"):
         check_app(["slow_app"], timeout_s=1)
+
+
+def test_an_endpoint_with_credentials_is_probed_with_them_and_never_shown(
+    otlp_receiver: OTLPReceiver,
+) -> None:
+    port = otlp_receiver.endpoint.rsplit(":", 1)[1]
+    proc = run_cli(
+        "doctor", env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://ops:s3cret@127.0.0.1:{port}"}
+    )
+    line = _line(proc.stdout, "OTLP traces", f"http://ops:****@127.0.0.1:{port}/v1/traces")
+    assert "✓" in line, proc.stdout
+    assert "s3cret" not in proc.stdout + proc.stderr
+    (request,) = [r for r in otlp_receiver.requests() if r.path == "/v1/traces"]
+    assert request.headers["authorization"] == "Basic b3BzOnMzY3JldA=="  # ops:s3cret

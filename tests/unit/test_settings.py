@@ -306,3 +306,44 @@ def test_a_malformed_broker_url_is_named_without_its_password() -> None:
 def test_bad_secret_value_is_not_echoed() -> None:
     message = _error({"OTEL_EXPORTER_OTLP_TRACES_HEADERS": "Bearer sk-123"})
     assert "sk-123" not in message
+
+
+def test_metrics_take_their_own_protocol_headers_and_endpoint() -> None:
+    settings = load_settings(
+        environ={
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://tempo:4317",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-dataset=spans",
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://mimir:4318/v1/metrics",
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "x-scope-orgid=ops",
+        }
+    )
+    assert (settings.protocol, settings.metrics_protocol) == ("grpc", "http/protobuf")
+    assert settings.export_headers() == {"x-dataset": "spans"}
+    assert settings.export_headers("metrics") == {"x-scope-orgid": "ops"}
+    assert settings.metrics_endpoint == "http://mimir:4318/v1/metrics"
+
+
+def test_the_generic_protocol_and_headers_serve_both_signals() -> None:
+    settings = load_settings(
+        environ={
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-team=ops",
+            "OTLP_API_KEY": "dify-key",
+        }
+    )
+    assert (settings.protocol, settings.metrics_protocol) == ("grpc", "grpc")
+    assert settings.metrics_endpoint == "http://localhost:4317"
+    for signal in ("traces", "metrics"):
+        assert settings.export_headers(signal) == {
+            "x-team": "ops",
+            "authorization": "Bearer dify-key",
+        }
+
+
+def test_an_endpoint_with_credentials_is_shown_without_its_password() -> None:
+    settings = load_settings(environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://ops:s3cret@otel:4318"})
+    shown = settings.masked()
+    assert shown["traces_endpoint"] == "'http://ops:****@otel:4318/v1/traces'"
+    assert "s3cret" not in "".join(shown.values())
