@@ -263,6 +263,12 @@ GENAI_METRICS: tuple[MetricSpec, ...] = (
 OPS_TRACE_DESTINATION = "difytrace.ops_trace.destination"  # kind: langfuse, langsmith, otlp
 OPS_TRACE_RECORD_TYPE = "difytrace.ops_trace.record_type"  # workflow, message, tool, ...
 OPS_TRACE_REASON = "difytrace.ops_trace.reason"  # why a record was dropped / dead-lettered
+#: Content an ops_trace OTLP destination puts on its spans (the collector profiles delete them:
+#: ops_trace content goes to each tenant's own destinations, never through a shared collector).
+OPS_TRACE_INPUT = "difytrace.ops_trace.input"
+OPS_TRACE_OUTPUT = "difytrace.ops_trace.output"
+OPS_TRACE_METADATA = "difytrace.ops_trace.metadata"
+OPS_TRACE_CONTENT = (OPS_TRACE_INPUT, OPS_TRACE_OUTPUT, OPS_TRACE_METADATA)
 # Span attributes of the ops_trace OTLP destinations (GenAI semconv v1.41 usage; LangSmith).
 GEN_AI_USAGE_INPUT_TOKENS = _genai.USAGE_INPUT_TOKENS
 GEN_AI_USAGE_OUTPUT_TOKENS = _genai.USAGE_OUTPUT_TOKENS

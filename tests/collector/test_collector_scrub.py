@@ -13,6 +13,8 @@ import pytest
 import yaml
 from collector_support import load_profile
 
+from difytrace import semconv
+
 # The GenAI registry YAML shipped with difytrace.testing (copied from the semconv registries).
 from difytrace.testing.genai import REGISTRY_DIR as REGISTRY
 
@@ -44,6 +46,7 @@ CONTENT_KEYS = (
     "output.value",
     "llm.input_messages.0.message.content",
     "llm.output_messages",
+    *semconv.OPS_TRACE_CONTENT,  # an ops_trace OTLP destination pointed at the collector
 )
 #: Attributes the dashboards, sampling and vendors need: never deleted.
 KEPT_KEYS = (

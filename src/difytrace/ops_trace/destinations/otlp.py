@@ -58,9 +58,9 @@ def record_attributes(view: TraceView) -> dict[str, Any]:
 def _own_attributes(obs: Observation, flavour: str) -> dict[str, Any]:
     attrs: dict[str, Any] = {
         "difytrace.ops_trace.observation_type": obs.type,
-        "difytrace.ops_trace.input": None if obs.inputs is None else to_json(obs.inputs),
-        "difytrace.ops_trace.output": None if obs.outputs is None else to_json(obs.outputs),
-        "difytrace.ops_trace.metadata": to_json(obs.metadata) if obs.metadata else None,
+        sc.OPS_TRACE_INPUT: None if obs.inputs is None else to_json(obs.inputs),
+        sc.OPS_TRACE_OUTPUT: None if obs.outputs is None else to_json(obs.outputs),
+        sc.OPS_TRACE_METADATA: to_json(obs.metadata) if obs.metadata else None,
     }
     if obs.type in _OPERATION:
         attrs[sc.GEN_AI_OPERATION_NAME] = _OPERATION[obs.type]
