@@ -30,8 +30,10 @@ def _lag(bucket_values: dict[str, str]) -> Series:
     ]
 
 
-def _delivery(failed: str | None) -> Series:
-    out = [(_series(sc.OPS_TRACE_DELIVERED, f'{DEST}="otlp", {PROC}'), "0+10x40")]
+def _delivery(failed: str | None, delivered: str | None = "0+10x40") -> Series:
+    out = []
+    if delivered is not None:
+        out.append((_series(sc.OPS_TRACE_DELIVERED, f'{DEST}="otlp", {PROC}'), delivered))
     if failed is not None:
         out.append(
             (_series(sc.OPS_TRACE_FAILED, f'{DEST}="otlp", error_type="503", {PROC}'), failed)
@@ -42,12 +44,12 @@ def _delivery(failed: str | None) -> Series:
 _DEPTH = sc.OPS_TRACE_QUEUE_DEPTH
 _DEAD = sc.OPS_TRACE_DEAD_LETTERED
 _DROPPED = sc.EXPORTER_SPANS_DROPPED
-#: alert → (eval time, labels of the firing alert, firing input, [quiet inputs]).
-CASES: dict[str, tuple[str, dict[str, str], Series, list[Series]]] = {
+#: alert → (eval time, labels of the firing alert, [firing inputs], [quiet inputs]).
+CASES: dict[str, tuple[str, dict[str, str], list[Series], list[Series]]] = {
     "DifytraceOpsTraceBacklogGrowing": (
         "25m",
         {QUEUE: "ops_trace"},
-        [(_series(_DEPTH, f'{QUEUE}="ops_trace", {PROC}'), "0+20x30")],
+        [[(_series(_DEPTH, f'{QUEUE}="ops_trace", {PROC}'), "0+20x30")]],
         [
             [(_series(_DEPTH, f'{QUEUE}="ops_trace", {PROC}'), "500x30")],
             [(_series(_DEPTH, f'{QUEUE}="ops_trace", {PROC}'), "0+1x30")],
@@ -56,25 +58,40 @@ CASES: dict[str, tuple[str, dict[str, str], Series, list[Series]]] = {
     "DifytraceOpsTraceLagHigh": (
         "20m",
         {DEST: "langfuse"},
-        _lag({"1": "0x40", "60": "0x40", "120": "0+10x40", "+Inf": "0+10x40"}),
+        [_lag({"1": "0x40", "60": "0x40", "120": "0+10x40", "+Inf": "0+10x40"})],
         [_lag({"1": "0+10x40", "60": "0+10x40", "120": "0+10x40", "+Inf": "0+10x40"})],
     ),
     "DifytraceOpsTraceDeadLetters": (
-        "5m",
+        "15m",
         {DEST: "langsmith", REASON: "validation"},
-        [(_series(_DEAD, f'{DEST}="langsmith", {REASON}="validation", {PROC}'), "0 0 0 1 1 1 1")],
-        [[(_series(_DEAD, f'{DEST}="langsmith", {REASON}="validation", {PROC}'), "3x10")]],
+        [
+            [
+                (
+                    _series(_DEAD, f'{DEST}="langsmith", {REASON}="validation", {PROC}'),
+                    " ".join(["0"] * 13 + ["1"] * 4),
+                )
+            ],
+            # A series born at its first dead letter: nothing for increase() to see.
+            [
+                (
+                    _series(_DEAD, f'{DEST}="langsmith", {REASON}="validation", {PROC}'),
+                    " ".join(["_"] * 13 + ["1"] * 4),
+                )
+            ],
+        ],
+        [[(_series(_DEAD, f'{DEST}="langsmith", {REASON}="validation", {PROC}'), "3x20")]],
     ),
     "DifytraceOpsTraceDeliveryFailing": (
         "20m",
         {DEST: "otlp"},
-        _delivery("0+5x40"),
+        # Some deliveries fail; or every one does, so there is no delivered series at all.
+        [_delivery("0+5x40"), _delivery("0+5x40", delivered=None)],
         [_delivery("0x40"), _delivery(None)],
     ),
     "DifytraceSpansDropped": (
         "15m",
         {"job": "worker", "instance": "w1:9464"},
-        [(_series(_DROPPED, f'{EXPORTER_REASON}="queue_full", {PROC}'), "0+5x20")],
+        [[(_series(_DROPPED, f'{EXPORTER_REASON}="queue_full", {PROC}'), "0+5x20")]],
         [[(_series(_DROPPED, f'{EXPORTER_REASON}="queue_full", {PROC}'), "0x20")]],
     ),
 }
@@ -110,6 +127,6 @@ def tests_file(rules_path: str) -> dict[str, Any]:
         raise KeyError(f"alerts without cases / cases without alerts: {set(by_name) ^ set(CASES)}")
     tests = []
     for name, (at, fired, firing, quiet) in CASES.items():
-        tests.append(_case(by_name[name], at, firing, fired))
+        tests += [_case(by_name[name], at, series, fired) for series in firing]
         tests += [_case(by_name[name], at, series, None) for series in quiet]
     return {"rule_files": [rules_path], "evaluation_interval": "1m", "tests": tests}

@@ -8,7 +8,7 @@ from typing import Any
 
 from difytrace import semconv as sc
 
-from .promql import Scope, label, ratio
+from .promql import Scope, label, ratio, total
 
 BACKLOG_MIN_RECORDS = 100
 LAG_P99_MAX_S = 60
@@ -43,16 +43,20 @@ def _failure_ratio() -> str:
     by = (DEST,)
     failed = _PLAIN.rate(sc.OPS_TRACE_FAILED, by, window="5m")
     delivered = _PLAIN.rate(sc.OPS_TRACE_DELIVERED, by, window="5m")
-    attempts = f"{delivered} + ({failed} or 0 * {delivered})"
-    return f"{ratio(failed, attempts)} > {FAILURE_RATIO_MAX}"
+    return f"{ratio(failed, total(delivered, failed))} > {FAILURE_RATIO_MAX}"
 
 
 def _lbl(name: str) -> str:
     return "{{ $labels." + name + " }}"
 
 
-_DEAD = _PLAIN.rate(
-    sc.OPS_TRACE_DEAD_LETTERED, (DEST, label(sc.OPS_TRACE_REASON)), func="increase", window="10m"
+_DEAD_BY = (DEST, label(sc.OPS_TRACE_REASON))
+_DEAD_SERIES = _PLAIN.selector(sc.OPS_TRACE_DEAD_LETTERED)
+# A counter series is born at its first dead letter (value 1, or more), where increase() sees
+# nothing: series that did not exist 10 minutes ago count too.
+_DEAD = (
+    f"{_PLAIN.rate(sc.OPS_TRACE_DEAD_LETTERED, _DEAD_BY, func='increase', window='10m')} > 0"
+    f" or count by ({', '.join(_DEAD_BY)}) ({_DEAD_SERIES} unless {_DEAD_SERIES} offset 10m)"
 )
 ALERTS: tuple[Alert, ...] = (
     Alert(
@@ -76,7 +80,7 @@ ALERTS: tuple[Alert, ...] = (
     ),
     Alert(
         "DifytraceOpsTraceDeadLetters",
-        f"{_DEAD} > 0",
+        _DEAD,
         "0m",
         "warning",
         f"ops_trace records dead-lettered for {_lbl(DEST)}",

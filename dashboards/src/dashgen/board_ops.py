@@ -16,7 +16,7 @@ from ._common import (
     service_var,
 )
 from .grafana import Dashboard, Panel, Target, Variable
-from .promql import Scope, ratio, with_label
+from .promql import Scope, ratio, total, with_label
 
 #: The destination shown for ``submitted``, which is counted before any routing.
 BEFORE_ROUTING = "all (before routing)"
@@ -27,10 +27,8 @@ def ops_trace() -> Dashboard:
     specs = sc.OPS_TRACE_METRICS
     scope = Scope({SERVICE: "service", QUEUE: "queue"})
     by_dest = (DEST,)
-    attempts = (
-        f"{scope.rate(sc.OPS_TRACE_DELIVERED, by_dest)} + "
-        f"({scope.rate(sc.OPS_TRACE_FAILED, by_dest)} or "
-        f"0 * {scope.rate(sc.OPS_TRACE_DELIVERED, by_dest)})"
+    attempts = total(
+        scope.rate(sc.OPS_TRACE_DELIVERED, by_dest), scope.rate(sc.OPS_TRACE_FAILED, by_dest)
     )
     outcomes = (
         ("delivered", sc.OPS_TRACE_DELIVERED),

@@ -127,6 +127,12 @@ def with_label(expr: str, name: str, value: str) -> str:
     return f'sum by ({name}) (label_replace({expr}, "{name}", "{value}", "", ""))'
 
 
+def total(a: str, b: str) -> str:
+    """``a + b`` over the same ``by`` labels, where a label set only one side has counts as
+    that side (PromQL's ``+`` drops it: a destination that never delivered has no series)."""
+    return f"(({a}) + ({b})) or ({a}) or ({b})"
+
+
 def ratio(numerator: str, denominator: str) -> str:
     """``numerator / denominator`` over the same ``by`` labels.
 
