@@ -45,7 +45,6 @@ def _env(tmp: Path, backend: str) -> dict[str, str]:
         "DIFYTRACE_QUEUE_DIR": str(tmp / "queue"),
         "DIFYTRACE_GATEWAY_HOST": "localhost",
         "DIFYTRACE_GATEWAY_INSECURE": "true",
-        "DIFYTRACE_GATEWAY_OTLP_HTTP": "http://127.0.0.1:9",
         "DIFYTRACE_COLLECTOR_TELEMETRY_PORT": str(ports["telemetry"]),
         "DIFYTRACE_PROMETHEUS_ENDPOINT": f"127.0.0.1:{ports['prom']}",
     }
