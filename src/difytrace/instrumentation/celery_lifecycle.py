@@ -18,6 +18,7 @@ gevent: each worker hung 30 s at exit (MeterProvider's shutdown timeout).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from difytrace import bootstrap
@@ -43,3 +44,11 @@ def _flush(site: str) -> None:
         bootstrap.force_flush(FLUSH_TIMEOUT_MS)
     except Exception as exc:
         report_internal_error(site, exc)
+    # ops_trace records a task submitted and the outbox thread has not stored yet: a pool
+    # child leaves by os._exit, where atexit (the outbox's usual flush) does not run.
+    outbox = sys.modules.get("difytrace.ops_trace.outbox")
+    if outbox is not None:
+        try:
+            outbox.shutdown(2.0)  # within the ~10 s a stopping process is given
+        except Exception as exc:
+            report_internal_error(site, exc)

@@ -77,6 +77,11 @@ class Runtime:
     _pid: int = field(default_factory=os.getpid)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def forget_parent(self) -> None:
+        """In a forked child: a fresh lock (a parent thread may have held it) and no sockets."""
+        self._lock = threading.Lock()
+        self._app, self._store, self._pid = None, None, os.getpid()
+
     def _check_pid(self) -> None:
         if self._pid != os.getpid():  # forked: never share sockets with the parent
             self._app, self._store, self._pid = None, None, os.getpid()

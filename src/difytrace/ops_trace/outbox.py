@@ -105,10 +105,20 @@ class Outbox:
             return budget.fit(record.model_dump(mode="json"), self.budget)
         return payload
 
+    def forget_parent(self) -> None:
+        """In a forked child: nothing of the parent's (records, thread, locks, connections)."""
+        self.buffer = collections.deque()
+        self.unpublished = []
+        self.wake, self.idle = threading.Event(), threading.Event()
+        self.idle.set()
+        self.thread, self.pid = None, os.getpid()
+        self._thread_lock = threading.Lock()
+        self.runtime.forget_parent()
+
     # --- background publisher ----------------------------------------------------------
     def _start(self) -> None:
         with self._thread_lock:
-            if self.pid != os.getpid():  # forked child: fresh thread, same buffer contents
+            if self.pid != os.getpid():  # forked without the at-fork hook (no os support)
                 self.pid, self.thread = os.getpid(), None
                 self.wake = threading.Event()
             if self.thread is None:
@@ -286,8 +296,16 @@ def shutdown(timeout_s: float = 2.0) -> None:
 
 
 def current() -> Outbox:
-    """This process's outbox, built from the environment on first use."""
-    return _outbox if _outbox is not None else configure()
+    """This process's outbox, built from the environment on first use (once, however many
+    threads submit their first record at the same moment)."""
+    global _outbox  # noqa: PLW0603 - see configure()
+    outbox = _outbox
+    if outbox is not None:
+        return outbox
+    with _lock:
+        if _outbox is None:
+            _outbox = Outbox(Runtime(load_settings()))
+        return _outbox
 
 
 def submit(record: RecordBase | dict[str, Any]) -> bool:
@@ -313,6 +331,21 @@ def submit(record: RecordBase | dict[str, Any]) -> bool:
 def flush(timeout_s: float = 5.0) -> bool:
     """Wait until every submitted record is in the outbox and announced on the queue."""
     return _outbox.flush(timeout_s) if _outbox is not None else True
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts with an empty outbox and fresh locks: the parent's thread
+    publishes what the parent buffered (sending it from both would store it twice), and a
+    lock a parent thread held at the fork is replaced, never waited on."""
+    global _lock  # noqa: PLW0603 - the inherited lock may be held by a thread that is gone
+    _lock = threading.Lock()
+    dlq.refused_queue.clear()
+    if _outbox is not None:
+        _outbox.forget_parent()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register
