@@ -29,10 +29,17 @@ def _size(value: Any) -> int:
 
 
 def marker(value: Any, keep_bytes: int) -> dict[str, Any] | str:
-    """The replacement of a cut value: a preview of its JSON text and its original size."""
+    """The replacement of a cut value: a preview of its JSON text and its original size.
+
+    The preview is at most ``keep_bytes`` (or a small minimum) *as written out*: escapes
+    (control characters become six bytes, quotes two) count, so planned savings hold.
+    """
     text = value if isinstance(value, str) else _dumps(value)
     raw = text.encode("utf-8", "replace")
-    preview = raw[: max(keep_bytes, _PREVIEW_MIN)].decode("utf-8", "ignore")
+    limit = max(keep_bytes, _PREVIEW_MIN)
+    preview = raw[:limit].decode("utf-8", "ignore")
+    while preview and _size(preview) - 2 > limit:  # 2: the quotes around it
+        preview = preview[: len(preview) // 2]
     return {MARKER_KEY: True, "original_bytes": len(raw), "preview": preview}
 
 
@@ -60,10 +67,12 @@ def fit(doc: dict[str, Any], budget: int) -> bytes:
         reverse=True,
     )
     cut: list[str] = []
-    excess = len(payload) - budget + 256  # room for the list of cut paths
+    # Room for the metadata key that lists the cut paths; each path listed adds its own size.
+    excess = len(payload) - budget + _size({"difytrace.truncated": []}) + 1
     for size, path, container, key in sized:
         if excess <= 0:
             break
+        excess += _size(path) + 1
         keep = max(size - excess, 0) // 2
         replacement = marker(container[key], keep)
         if key == "metadata":
