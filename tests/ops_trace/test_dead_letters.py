@@ -13,6 +13,7 @@ from difytrace.ops_trace import cli, dlq, outbox
 from difytrace.ops_trace.budget import MARKER_KEY
 from difytrace.ops_trace.config import Runtime
 from difytrace.ops_trace.dlq import DeadLetters
+from difytrace.ops_trace.records import parse_record
 from difytrace.ops_trace.view import build_view
 from tests.ops_trace.conftest import OpsEnv, OwnRedis, cleanup_redis, wait_until
 from tests.ops_trace.factories import message, workflow
@@ -147,3 +148,36 @@ def test_a_record_over_budget_after_truncation_is_dead_lettered_with_the_reason(
     assert {p.attributes["difytrace.ops_trace.reason"]: p.value for p in points} == {
         "record_too_large": 1
     }
+
+
+def test_replay_requeues_each_letter_once_even_if_publishing_fails(runtime) -> None:
+    letters = DeadLetters(runtime.store)
+    entries = [
+        dlq.new_letter(
+            uid=f"u{i}",
+            destination="langfuse:abc" if i else None,
+            kind="langfuse",
+            reason="http_401",
+            error="HTTP 401",
+            attempts=1,
+            record=message(f"m{i}").model_dump_json(),
+        )
+        for i in range(3)
+    ]
+    letters.add(entries)
+
+    def broker_down(uids: list[str]) -> None:
+        raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError):
+        letters.replay(None, broker_down)
+    published: list[str] = []
+    assert letters.replay(None, published.extend) == 0  # already claimed: nothing twice
+    assert letters.count() == 0
+    assert runtime.store.counts()["pending"] == 3  # in the outbox: the sweeper sends them
+    loaded = runtime.store.load(
+        [u.decode() for u in runtime.store.client.hkeys(runtime.store.rec_key)]
+    )
+    assert sorted(parse_record(item.payload).record_id for item in loaded) == ["m0", "m1", "m2"]
+    assert sorted(item.scope or "" for item in loaded) == ["", "langfuse:abc", "langfuse:abc"]
+    runtime.store.purge_all()

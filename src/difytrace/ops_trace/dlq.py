@@ -67,6 +67,31 @@ def _text(payload: bytes | str) -> str:
     return payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
 
 
+# KEYS: letters, their index, outbox records, outbox due times, replay scopes.
+# ARGV: due time, then (letter id, new uid) pairs. Returns the uids of the letters claimed.
+_CLAIM = """
+local out = {}
+for i = 2, #ARGV, 2 do
+  local id, uid = ARGV[i], ARGV[i + 1]
+  if redis.call('ZREM', KEYS[2], id) == 1 then
+    local raw = redis.call('HGET', KEYS[1], id)
+    redis.call('HDEL', KEYS[1], id)
+    if raw then
+      local letter = cjson.decode(raw)
+      redis.call('HSET', KEYS[3], uid, letter['record'])
+      redis.call('ZADD', KEYS[4], ARGV[1], uid)
+      local destination = letter['destination']
+      if destination and destination ~= cjson.null then
+        redis.call('HSET', KEYS[5], uid, destination)
+      end
+      table.insert(out, uid)
+    end
+  end
+end
+return out
+"""
+
+
 class DeadLetters:
     """List, show, replay and purge dead letters."""
 
@@ -139,17 +164,16 @@ class DeadLetters:
         letters = [d for d in letters if d.replayable]
         if not letters:
             return 0
-        uids = [os.urandom(12).hex() for _ in letters]
-        self.store.put(
-            [(u, d.record.encode("utf-8", "replace")) for u, d in zip(uids, letters, strict=True)],
-            time.time() + 120,
-        )
-        scopes = {u: d.destination for u, d in zip(uids, letters, strict=True) if d.destination}
-        if scopes:
-            self.store.client.hset(self.scope_key, mapping=scopes)
-        publish(uids)
-        self.purge([d.id for d in letters])
-        return len(letters)
+        # Claimed and put back in the outbox in one step: a replay run twice (or by two
+        # operators at once) re-queues each letter once, and a publish that fails afterwards
+        # loses nothing (the sweeper sends what the outbox holds).
+        pairs = [value for d in letters for value in (d.id, os.urandom(12).hex())]
+        keys = [self.key, self.index, self.store.rec_key, self.store.due_key, self.scope_key]
+        claimed = self.store.client.eval(_CLAIM, len(keys), *keys, time.time() + 120, *pairs)
+        uids = [u.decode() if isinstance(u, bytes) else str(u) for u in claimed or ()]
+        if uids:
+            publish(uids)
+        return len(uids)
 
     def purge(self, ids: Sequence[str] | None = None) -> int:
         """Delete entries (all when ``ids`` is None); returns how many."""
