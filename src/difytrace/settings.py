@@ -534,6 +534,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Records held in process while the broker is unreachable; beyond, dropped (counted).",
     ),
     Setting(
+        "ops_trace_buffer_bytes",
+        ("DIFYTRACE_OPS_TRACE_BUFFER_BYTES",),
+        parse_positive_int,
+        64 * 1024 * 1024,
+        "Bytes of records (as stored) held in process while the broker is unreachable; "
+        "beyond, dropped (counted).",
+    ),
+    Setting(
         "ops_trace_max_record_bytes",
         ("DIFYTRACE_OPS_TRACE_MAX_RECORD_BYTES",),
         parse_positive_int,
@@ -638,6 +646,7 @@ class Settings:
     ops_trace_destinations: str
     ops_trace_resolver: str
     ops_trace_buffer_size: int
+    ops_trace_buffer_bytes: int
     ops_trace_max_record_bytes: int
     ops_trace_batch_size: int
     ops_trace_max_attempts: int

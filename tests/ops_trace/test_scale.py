@@ -122,6 +122,25 @@ def test_beyond_the_buffer_bound_records_are_dropped_and_counted(tmp_path, span_
         outbox.shutdown(0)
 
 
+def test_the_buffer_is_bounded_in_bytes_too(tmp_path, span_capture) -> None:
+    """Large records while the broker is down: memory stays near the byte bound."""
+    env = OpsEnv(tmp=tmp_path, broker_url="redis://127.0.0.1:1/0")  # never reachable
+    env.extra["DIFYTRACE_OPS_TRACE_BUFFER_BYTES"] = str(1_000_000)
+    try:
+        box = outbox.configure(env.settings())
+        big = [message(f"big-{i}", outputs="x" * 100_000) for i in range(12)]
+        assert all(box.submit(r) for r in big)  # under the count bound; bytes not known yet
+        wait_until(lambda: box.buffered_bytes >= 1_000_000, 20, "the waiting records serialised")
+        assert box.submit(message("one-more", outputs="x" * 100_000)) is False
+        assert box.buffered_bytes < 12 * 110_000  # the 12 accepted, nothing more
+        points = span_capture.metrics()["difytrace.ops_trace.dropped"]
+        assert {p.attributes["difytrace.ops_trace.reason"]: p.value for p in points} == {
+            "buffer_full": 1
+        }
+    finally:
+        outbox.shutdown(0)
+
+
 def test_worker_on_unknown_redis_db_prefix_is_isolated() -> None:
     # Two deployments on one Redis never see each other's outbox: keys carry prefix and queue.
     a = Runtime(

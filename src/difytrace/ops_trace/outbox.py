@@ -61,6 +61,9 @@ class Outbox:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.bound = runtime.settings.ops_trace_buffer_size
+        self.byte_bound = runtime.settings.ops_trace_buffer_bytes
+        #: payload bytes of the buffered records serialised so far (written by the thread)
+        self.buffered_bytes = 0
         self.budget = runtime.settings.ops_trace_max_record_bytes
         self.buffer: collections.deque[_Item] = collections.deque()
         self.unpublished: list[list[str]] = []
@@ -86,7 +89,7 @@ class Outbox:
                 if self.thread is None or self.pid != os.getpid():
                     self._start()  # the thread stores the dead letter
                 return False
-        if len(self.buffer) >= self.bound:
+        if len(self.buffer) >= self.bound or self.buffered_bytes >= self.byte_bound:
             metrics.dropped("buffer_full")
             return False
         self.buffer.append(_Item(record, _live_trace_id(record)))
@@ -108,6 +111,7 @@ class Outbox:
     def forget_parent(self) -> None:
         """In a forked child: nothing of the parent's (records, thread, locks, connections)."""
         self.buffer = collections.deque()
+        self.buffered_bytes = 0
         self.unpublished = []
         self.wake, self.idle = threading.Event(), threading.Event()
         self.idle.set()
@@ -143,6 +147,7 @@ class Outbox:
                 backoff = 0.1
             except Exception as exc:  # broker or Redis unreachable: keep, back off, retry
                 logger.debug("ops_trace outbox: broker unreachable (%s); retrying", exc)
+                self._prepare_waiting()
                 time.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
@@ -173,8 +178,9 @@ class Outbox:
             self.runtime.store.put(
                 [(u, i.payload or b"") for u, i in zip(uids, ready, strict=True)], redeliver_at
             )
-        for _ in items:
+        for item in items:
             self.buffer.popleft()  # only this thread pops; submit() appends on the right
+            self.buffered_bytes -= len(item.payload or b"")
         if not ready:
             return
         for item in ready:
@@ -182,6 +188,13 @@ class Outbox:
         self.unpublished.append(uids)  # safe in the outbox now; publishing is the doorbell
         self.runtime.publish(uids)
         self.unpublished.pop()
+
+    def _prepare_waiting(self) -> None:
+        """While nothing can be stored, serialise what waits: the byte bound then holds."""
+        for item in list(self.buffer):
+            if self.stopping or self.buffered_bytes >= self.byte_bound:
+                return
+            self._prepared(item)
 
     def _prepared(self, item: _Item) -> bool:
         """Serialise once (kept for a retry); False for a record refused by the budget."""
@@ -195,6 +208,7 @@ class Outbox:
                 _refused(exc, item.record, "record_too_large")
                 item.payload = b""
             item.record = None
+            self.buffered_bytes += len(item.payload)
             time.sleep(0)  # hand the GIL to request threads between records
         return bool(item.payload)
 
