@@ -13,9 +13,11 @@ import os
 import shlex
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 logger = logging.getLogger("difytrace.gevent")
+_T = TypeVar("_T")
 
 _GUNICORN_GEVENT = {
     "gevent",
@@ -61,6 +63,20 @@ def is_patched() -> bool:
     from gevent import monkey
 
     return bool(monkey.is_module_patched("socket"))
+
+
+def run_off_hub(fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` on a real OS thread when gevent has patched threading (the calling
+    greenlet waits; the hub goes on serving requests), a plain call otherwise. For CPU-heavy
+    work on a patched "thread", which is a greenlet and would hold the hub for its duration."""
+    if "gevent" in sys.modules:
+        from gevent import monkey
+
+        if monkey.is_module_patched("threading"):
+            from gevent import get_hub
+
+            return cast("_T", get_hub().threadpool.apply(fn, args))
+    return fn(*args)
 
 
 _THREADING_NAMES = ("Thread", "Event", "Lock", "RLock", "Condition", "Semaphore", "Timer")
