@@ -19,11 +19,14 @@ from tests.ops_trace.conftest import OpsEnv
 from tests.ops_trace.factories import message, workflow
 
 
-def _deliverer(ops_env: OpsEnv, destination: dict, **extra: str) -> Deliverer:
+def _deliverer(
+    ops_env: OpsEnv, destination: dict, *, timeout_s: float = 10.0, **extra: str
+) -> Deliverer:
+    # A generous timeout: on a loaded CI machine the fake server can take over a second.
     ops_env.route({"default": [destination]})
     ops_env.extra.update(extra)
     settings = ops_env.settings()
-    router = Router(load_resolver(settings.ops_trace_destinations, ""), timeout_s=1.0)
+    router = Router(load_resolver(settings.ops_trace_destinations, ""), timeout_s=timeout_s)
     return Deliverer(Runtime(settings), router, rng=random.Random(7))
 
 
@@ -96,7 +99,7 @@ def test_timeouts_and_connection_errors_are_retryable(ops_env, fake_langfuse, fa
         destination["host"] = f"http://127.0.0.1:{port}"
     else:
         fake_langfuse.delay(1.5)
-    d = _deliverer(ops_env, destination)
+    d = _deliverer(ops_env, destination, timeout_s=1.0)
     uids = _put(d, [message()])
     d.deliver(uids, None, 1)
     ((entry, _),) = _retries(d)
@@ -252,7 +255,7 @@ def test_a_destination_that_cannot_be_built_holds_up_no_other(
         }
     )
     settings = ops_env.settings()
-    router = Router(load_resolver(settings.ops_trace_destinations, ""), timeout_s=1.0)
+    router = Router(load_resolver(settings.ops_trace_destinations, ""), timeout_s=10.0)
     d = Deliverer(Runtime(settings), router, rng=random.Random(7))
     record = message()
     d.deliver(_put(d, [record]), None, 1)
