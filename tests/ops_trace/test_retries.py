@@ -323,3 +323,28 @@ def test_two_sweepers_reading_the_same_due_retries_take_each_once(runtime) -> No
     mine = OutboxStore(Interleaved(store.client), store.prefix).take_due_retries(time.time(), 100)
     assert len(taken_by_other) == 20
     assert mine == []
+
+
+def test_a_sweep_that_fails_midway_puts_back_only_what_it_did_not_publish(runtime) -> None:
+    from difytrace.ops_trace.worker import Sweeper
+
+    entries = [RetryEntry(f"u{i}", ("k",), 2 + i % 2) for i in range(6)]  # two groups
+    published: list[list[str]] = []
+
+    def publish(uids, dests=None, attempt=1):
+        if published:  # the broker goes away after the first message
+            raise ConnectionError("broker down")
+        published.append(list(uids))
+
+    runtime.publish = publish  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        Sweeper(runtime)._republish_retries(entries)
+    (sent,) = published
+    left = {e.uid for e, _ in _retries_of(runtime)}
+    assert left == {e.uid for e in entries} - set(sent)
+    assert len(sent) == 3
+
+
+def _retries_of(runtime) -> list[tuple[RetryEntry, float]]:
+    raw = runtime.store.client.zrange(runtime.store.retry_key, 0, -1, withscores=True)
+    return [(RetryEntry.decode(m), score) for m, score in raw]

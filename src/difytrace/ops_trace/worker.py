@@ -92,17 +92,23 @@ class Sweeper(threading.Thread):
         return count + len(stale)
 
     def _republish_retries(self, entries: list[RetryEntry]) -> int:
-        groups: dict[tuple[tuple[str, ...], int], list[str]] = defaultdict(list)
+        groups: dict[tuple[tuple[str, ...], int], list[RetryEntry]] = defaultdict(list)
         for entry in entries:
-            groups[(entry.dests, entry.attempt)].append(entry.uid)
+            groups[(entry.dests, entry.attempt)].append(entry)
         size = self.rt.settings.ops_trace_batch_size
+        published = 0
         try:
-            for (dests, attempt), uids in groups.items():
-                for start in range(0, len(uids), size):
-                    self.rt.publish(uids[start : start + size], dests=list(dests), attempt=attempt)
-        except Exception:  # put them back; the next pass tries again
+            for (dests, attempt), group in groups.items():
+                for start in range(0, len(group), size):
+                    chunk = group[start : start + size]
+                    uids = [e.uid for e in chunk]
+                    self.rt.publish(uids, dests=list(dests), attempt=attempt)
+                    published += len(chunk)
+        except Exception:  # put back what was not published; the next pass tries again
+            in_order = [e for group in groups.values() for e in group]  # as published above
+            left = in_order[published:]
             self.rt.store.schedule_retries(
-                [(e, time.time() + 1) for e in entries],
+                [(e, time.time() + 1) for e in left],
                 self.rt.settings.ops_trace_redeliver_after_s,
             )
             raise
