@@ -42,6 +42,9 @@ def _delivery(failed: str | None, delivered: str | None = "0+10x40") -> Series:
 
 
 _DEPTH = sc.OPS_TRACE_QUEUE_DEPTH
+_SUBMITTED = sc.OPS_TRACE_SUBMITTED
+RECORD_TYPE = label(sc.OPS_TRACE_RECORD_TYPE)
+API = 'job="api", instance="a1:9464"'
 _DEAD = sc.OPS_TRACE_DEAD_LETTERED
 _DROPPED = sc.EXPORTER_SPANS_DROPPED
 #: alert → (eval time, labels of the firing alert, [firing inputs], [quiet inputs]).
@@ -60,6 +63,18 @@ CASES: dict[str, tuple[str, dict[str, str], list[Series], list[Series]]] = {
         {DEST: "langfuse"},
         [_lag({"1": "0x40", "60": "0x40", "120": "0+10x40", "+Inf": "0+10x40"})],
         [_lag({"1": "0+10x40", "60": "0+10x40", "120": "0+10x40", "+Inf": "0+10x40"})],
+    ),
+    "DifytraceOpsTraceNoWorkers": (
+        "25m",
+        {},
+        [[(_series(_SUBMITTED, f'{RECORD_TYPE}="workflow", {API}'), "0+10x30")]],
+        [
+            [  # a worker reports the depth
+                (_series(_SUBMITTED, f'{RECORD_TYPE}="workflow", {API}'), "0+10x30"),
+                (_series(_DEPTH, f'{QUEUE}="ops_trace", {PROC}'), "0x30"),
+            ],
+            [(_series(_SUBMITTED, f'{RECORD_TYPE}="workflow", {API}'), "5x30")],  # idle app
+        ],
     ),
     "DifytraceOpsTraceDeadLetters": (
         "15m",

@@ -79,6 +79,18 @@ ALERTS: tuple[Alert, ...] = (
         "Traces reach this destination kind late: check worker count and destination latency.",
     ),
     Alert(
+        # The depth gauge comes from workers' sweepers: with none running there is no series,
+        # and the backlog alert above has nothing to look at.
+        "DifytraceOpsTraceNoWorkers",
+        f"{_PLAIN.rate(sc.OPS_TRACE_SUBMITTED, (), window='10m')} > 0"
+        f" unless on() count({_PLAIN.selector(sc.OPS_TRACE_QUEUE_DEPTH)})",
+        "10m",
+        "critical",
+        "ops_trace records are submitted but no worker reports the queue",
+        "No `difytrace worker` (or celery worker on the ops_trace queue) has run its sweeper "
+        "for 10 minutes while the app submits records: they pile up in the outbox.",
+    ),
+    Alert(
         "DifytraceOpsTraceDeadLetters",
         _DEAD,
         "0m",
