@@ -556,6 +556,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Records per queue message and per destination request.",
     ),
     Setting(
+        "ops_trace_dead_letters_max",
+        ("DIFYTRACE_OPS_TRACE_DEAD_LETTERS_MAX",),
+        parse_positive_int,
+        100_000,
+        "Dead letters kept (whole records, in Redis); beyond, the oldest are dropped (counted).",
+    ),
+    Setting(
         "ops_trace_max_attempts",
         ("DIFYTRACE_OPS_TRACE_MAX_ATTEMPTS",),
         parse_positive_int,
@@ -649,6 +656,7 @@ class Settings:
     ops_trace_buffer_bytes: int
     ops_trace_max_record_bytes: int
     ops_trace_batch_size: int
+    ops_trace_dead_letters_max: int
     ops_trace_max_attempts: int
     ops_trace_retry_base_ms: int
     ops_trace_retry_max_ms: int

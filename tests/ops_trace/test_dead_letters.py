@@ -181,3 +181,28 @@ def test_replay_requeues_each_letter_once_even_if_publishing_fails(runtime) -> N
     assert sorted(parse_record(item.payload).record_id for item in loaded) == ["m0", "m1", "m2"]
     assert sorted(item.scope or "" for item in loaded) == ["", "langfuse:abc", "langfuse:abc"]
     runtime.store.purge_all()
+
+
+def test_the_dead_letter_store_keeps_the_newest_up_to_its_limit(runtime, span_capture) -> None:
+    letters = DeadLetters(runtime.store)
+
+    def letter(i: int) -> dlq.DeadLetter:
+        entry = dlq.new_letter(
+            uid=f"u{i}",
+            destination=None,
+            kind="langfuse",
+            reason="http_401",
+            error="HTTP 401",
+            attempts=1,
+            record="{}",
+        )
+        return dlq.DeadLetter(**{**entry.__dict__, "at": 1000.0 + i})
+
+    letters.add([letter(i) for i in range(5)], limit=3)
+    assert [e.uid for e in letters.entries()] == ["u2", "u3", "u4"]
+    assert runtime.store.client.hlen(letters.key) == 3  # the records went with them
+    points = span_capture.metrics()["difytrace.ops_trace.dropped"]
+    assert {p.attributes["difytrace.ops_trace.reason"]: p.value for p in points} == {
+        "dead_letters_full": 2
+    }
+    runtime.store.purge_all()

@@ -315,6 +315,8 @@ class Deliverer:
         store.stage_finished(pipe, ledger.finished)
         store.stage_confirm(pipe, ledger.confirm)
         pipe.execute()
+        if ledger.letters:
+            self.letters.trim(self.runtime.settings.ops_trace_dead_letters_max)
 
 
 def _scoped(

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
+from difytrace.ops_trace import metrics
 from difytrace.ops_trace.store import OutboxStore
+
+logger = logging.getLogger("difytrace.ops_trace")
 
 _PREVIEW_BYTES = 64 * 1024
 
@@ -92,6 +96,17 @@ return out
 """
 
 
+# KEYS: letters, their index (by time). ARGV: how many to keep. Returns how many were dropped.
+_TRIM = """
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[1])
+if over <= 0 then return 0 end
+local ids = redis.call('ZRANGE', KEYS[2], 0, over - 1)
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
+for _, id in ipairs(ids) do redis.call('HDEL', KEYS[1], id) end
+return over
+"""
+
+
 class DeadLetters:
     """List, show, replay and purge dead letters."""
 
@@ -101,14 +116,33 @@ class DeadLetters:
         self.index = f"{store.prefix}:dlq:idx"
         self.scope_key = f"{store.prefix}:scope"
 
-    def add(self, letters: Iterable[DeadLetter]) -> None:
-        """Store dead letters."""
+    def add(self, letters: Iterable[DeadLetter], limit: int | None = None) -> None:
+        """Store dead letters (then keep at most ``limit``: see :meth:`trim`)."""
         letters = list(letters)
         if not letters:
             return
         pipe = self.store.client.pipeline(transaction=True)
         self.stage(pipe, letters)
         pipe.execute()
+        if limit is not None:
+            self.trim(limit)
+
+    def trim(self, limit: int) -> int:
+        """Drop the oldest entries beyond ``limit``; returns how many (counted and logged).
+
+        Dead letters keep whole records in the Redis that is usually the broker too: a tenant
+        whose key was revoked would otherwise fill it until every tenant stops.
+        """
+        evicted = int(self.store.client.eval(_TRIM, 2, self.key, self.index, limit))
+        if evicted:
+            metrics.dropped("dead_letters_full", evicted)
+            logger.warning(
+                "ops_trace: %d oldest dead letter(s) dropped: the store keeps at most %d "
+                "(DIFYTRACE_OPS_TRACE_DEAD_LETTERS_MAX)",
+                evicted,
+                limit,
+            )
+        return evicted
 
     def stage(self, pipe: Any, letters: Sequence[DeadLetter]) -> None:
         """Queue the storing of ``letters`` on a Redis pipeline (committed with other work)."""

@@ -219,7 +219,7 @@ class Outbox:
         pending = list(dlq.refused_queue)
         if not pending:
             return
-        dlq.DeadLetters(self.runtime.store).add(
+        letters = [
             dlq.new_letter(
                 uid="",
                 destination=None,
@@ -231,7 +231,9 @@ class Outbox:
                 replayable=False,
             )
             for refused in pending
-        )
+        ]
+        limit = self.runtime.settings.ops_trace_dead_letters_max
+        dlq.DeadLetters(self.runtime.store).add(letters, limit=limit)
         for refused in pending:
             # Only this thread pops; a full queue may have evicted some of ours meanwhile.
             if dlq.refused_queue and dlq.refused_queue[0] is refused:
