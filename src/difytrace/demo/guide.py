@@ -18,7 +18,7 @@ _GUIDE = """\
       - {kind: langfuse, host: https://cloud.langfuse.com, public_key: pk-lf-…,
          secret_key: "${LANGFUSE_SECRET_KEY}"}
       - {kind: langsmith, api_key: "${LANGSMITH_API_KEY}", project: dify}
-      - {kind: otlp, endpoint: http://otel-collector:4318/v1/traces}
+      - {kind: otlp, endpoint: http://tempo:4318/v1/traces}   (a tracing backend)
   the app calls difytrace.ops_trace.submit(record); a worker delivers:
   celery -A difytrace.ops_trace.worker worker -Q ops_trace
 
