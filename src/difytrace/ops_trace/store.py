@@ -40,6 +40,12 @@ for i, key in ipairs(KEYS) do
 end
 return found
 """
+# KEYS: the lease counts. ARGV: uids. Each uid's count, incremented (one command, not one each).
+_TAKE_LEASES = """
+local counts = {}
+for i, uid in ipairs(ARGV) do counts[i] = redis.call('HINCRBY', KEYS[1], uid, 1) end
+return counts
+"""
 
 
 def redis_client(url: str, *, sentinel_master: str = "mymaster", timeout_s: float = 2.0) -> Any:
@@ -133,11 +139,10 @@ class OutboxStore:
         pipe.eval(_DONE_SETS, len(uids), *[self._done_key(u) for u in uids])
         if lease_s is not None:
             pipe.zadd(self.due_key, dict.fromkeys(uids, time.time() + lease_s), xx=True)
-            for uid in uids:
-                pipe.hincrby(self.lease_key, uid, 1)
+            pipe.eval(_TAKE_LEASES, 1, self.lease_key, *uids)
         results = pipe.execute()
         payloads, scopes, found = results[:3]
-        leases = [int(n) for n in results[4:]] if lease_s is not None else [1] * len(uids)
+        leases = [int(n) for n in results[4]] if lease_s is not None else [1] * len(uids)
         done: dict[int, set[str]] = {int(i): {d.decode() for d in members} for i, members in found}
         return [
             Loaded(uid, p, done.get(i, set()), s.decode() if s else None, n)
