@@ -80,7 +80,7 @@ class Runtime:
     def forget_parent(self) -> None:
         """In a forked child: a fresh lock (a parent thread may have held it) and no sockets."""
         self._lock = threading.Lock()
-        self._app, self._store, self._pid = None, None, os.getpid()
+        self._check_pid()
 
     def _check_pid(self) -> None:
         if self._pid != os.getpid():  # forked: never share sockets with the parent

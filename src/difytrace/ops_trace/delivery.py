@@ -189,8 +189,8 @@ class Deliverer:
         """Records for a destination that cannot be built: dead letters, named by the error."""
         error = _SECRETS.redact(f"destination cannot be built: {type(exc).__name__}: {exc}")[:300]
         logger.error("ops_trace %s %s", kind, error)
+        metrics.failed(kind, "build_error", len(items))
         for item in items:
-            metrics.failed(kind, "build_error", 1)
             self._dead(
                 ledger,
                 item.uid,

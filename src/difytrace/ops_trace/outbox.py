@@ -73,7 +73,6 @@ class Outbox:
         self.idle.set()
         self.stopping = False
         self.thread: threading.Thread | None = None
-        self.pid = os.getpid()
         self._thread_lock = threading.Lock()
         self._last_flush = 0.0
 
@@ -87,14 +86,14 @@ class Outbox:
                 record = parse_record(record)  # type: ignore[arg-type]
             except RecordError as exc:
                 _refused(exc, record)
-                if self.thread is None or self.pid != os.getpid():
+                if self.thread is None:
                     self._start()  # the thread stores the dead letter
                 return False
         if len(self.buffer) >= self.bound or self.buffered_bytes >= self.byte_bound:
             metrics.dropped("buffer_full")
             return False
         self.buffer.append(_Item(record, _live_trace_id(record)))
-        if self.thread is None or self.pid != os.getpid():
+        if self.thread is None:
             self._start()
         if len(self.buffer) == 1:
             self.wake.set()
@@ -117,16 +116,13 @@ class Outbox:
         self.unpublished = []
         self.wake, self.idle = threading.Event(), threading.Event()
         self.idle.set()
-        self.thread, self.pid = None, os.getpid()
+        self.thread = None
         self._thread_lock = threading.Lock()
         self.runtime.forget_parent()
 
     # --- background publisher ----------------------------------------------------------
     def _start(self) -> None:
         with self._thread_lock:
-            if self.pid != os.getpid():  # forked without the at-fork hook (no os support)
-                self.pid, self.thread = os.getpid(), None
-                self.wake = threading.Event()
             if self.thread is None:
                 self.thread = threading.Thread(
                     target=self._run, name="difytrace-ops-outbox", daemon=True
@@ -252,11 +248,11 @@ class Outbox:
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """Flush what can be flushed within ``timeout_s``, then stop the thread."""
-        if self.thread is not None and self.pid == os.getpid():
+        if self.thread is not None:
             self.flush(timeout_s)
         self.stopping = True
         self.wake.set()
-        if self.thread is not None and self.pid == os.getpid():
+        if self.thread is not None:
             self.thread.join(timeout_s)
         self.runtime.close()
         left = len(self.buffer) + sum(len(u) for u in self.unpublished)
@@ -362,8 +358,8 @@ def _after_fork_in_child() -> None:
         _outbox.forget_parent()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+# Every process that can fork has the hook: a child never sees the parent's thread or buffer.
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

@@ -67,13 +67,17 @@ class _Config(BaseModel):
                 raise ValueError(f"{name} must be an http:// or https:// URL with a host")
         for name in _CREDENTIAL_FIELDS:
             value = getattr(self, name, None)
-            values = value.items() if isinstance(value, dict) else [(name, value)]
-            for label, item in values:
+            labelled = (
+                [(f"{name}.{k}", v) for k, v in value.items()]
+                if isinstance(value, dict)
+                else [(name, value)]
+            )
+            for label, item in labelled:
                 text = item.get_secret_value() if isinstance(item, SecretStr) else item
                 if isinstance(text, str) and (text != text.strip() or not text.isprintable()):
                     raise ValueError(
-                        f"{name if label == name else f'{name}.{label}'} has surrounding "
-                        "whitespace or a control character (a newline from a file?)"
+                        f"{label} has surrounding whitespace or a control character "
+                        "(a newline from a file?)"
                     )
         return self
 

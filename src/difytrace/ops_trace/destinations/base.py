@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import functools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -117,9 +118,15 @@ class Destination(ABC):
         Every header value counts (except the content type), and its parts: the token of
         ``Bearer``/``Basic``, and the decoded ``public:secret`` pair of Basic auth.
         """
-        for secret in sorted(_secret_parts(self.headers), key=len, reverse=True):
+        for secret in self._secrets:
             text = text.replace(secret, "****")
         return text
+
+    @functools.cached_property
+    def _secrets(self) -> list[str]:
+        # Headers are set once, when the subclass is built: longest first, so no part of a
+        # longer secret is left behind by a shorter one.
+        return sorted(_secret_parts(self.headers), key=len, reverse=True)
 
     @abstractmethod
     def send(self, batch: Batch) -> dict[str, Outcome]:
