@@ -67,6 +67,12 @@ def app() -> Celery:
     def fail() -> None:
         raise KeyError("missing")
 
+    @app.task(name="unit.outer")
+    def outer() -> str:
+        # An eager task inside a task: its failure is its own, the outer run goes on.
+        app.tasks["unit.fail"].apply()
+        return app.tasks["unit.add"].apply((1, 2)).get() and "done"
+
     @app.task(name="unit.baggage")
     def seen() -> dict[str, str]:
         return {k: str(v) for k, v in baggage.get_all().items()}
@@ -156,6 +162,28 @@ def test_eager_run_is_a_child_of_the_current_span(app: Celery, span_capture: Spa
 
 
 @pytest.mark.usefixtures("instrumented")
+def test_eager_tasks_inside_a_task_end_each_their_own_span(
+    app: Celery, span_capture: SpanCapture
+) -> None:
+    assert app.tasks["unit.outer"].apply().get() == "done"
+    runs = {s.name: s for s in span_capture.spans() if s.kind == "CONSUMER"}
+    assert sorted(runs) == ["process unit.add", "process unit.fail", "process unit.outer"]
+    outer = runs["process unit.outer"]
+    for inner in ("process unit.add", "process unit.fail"):
+        assert runs[inner].parent_span_id == outer.span_id
+    assert runs["process unit.fail"].status_code == "ERROR"
+    assert runs["process unit.fail"].attributes[semconv.CELERY_TASK_STATE] == "FAILURE"
+    assert outer.status_code == "UNSET"
+    assert outer.attributes[semconv.CELERY_TASK_STATE] == "SUCCESS"
+    assert outer.end_time_ns >= runs["process unit.add"].end_time_ns
+    durations = span_capture.metrics()[semconv.CELERY_TASK_DURATION.name]
+    assert sorted(
+        (p.attributes[semconv.CELERY_TASK_NAME], p.attributes[semconv.CELERY_TASK_STATE])
+        for p in durations
+    ) == [("unit.add", "SUCCESS"), ("unit.fail", "FAILURE"), ("unit.outer", "SUCCESS")]
+
+
+@pytest.mark.usefixtures("instrumented")
 def test_eager_failure_is_an_error_and_the_exception_is_the_users(
     app: Celery, span_capture: SpanCapture
 ) -> None:
@@ -195,7 +223,7 @@ def test_run_keeps_only_allow_listed_baggage(span_capture: SpanCapture) -> None:
     task = SimpleNamespace(name="unit.x", request=request)
     hooks.prerun(task=task, task_id="t-1")
     assert dict(baggage.get_all()) == {semconv.TENANT_ID: "acme"}
-    hooks.postrun(task=task, state="SUCCESS")
+    hooks.postrun(task=task, task_id="t-1", state="SUCCESS")
     assert baggage.get_all() == {}
     [run] = span_capture.spans()
     assert run.trace_id == "a" * 32

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar, Token
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -39,10 +39,9 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from difytrace import semconv
 from difytrace._guard import report_internal_error
+from difytrace.lean_span import LeanTracer
 from difytrace.observed_sums import ObservedSums
 
-# The run state is kept on the task's request object (one per execution), under this name.
-_RUN_ATTR = "_difytrace_run"
 _FAILURE_STATES = frozenset({"FAILURE"})
 # Metric attribute dicts are reused per (task, destination); task names are few, but a cap
 # keeps a misbehaving producer (dynamic task names) from growing the cache without bound.
@@ -60,17 +59,32 @@ _PUBLISHED = ObservedSums()
 
 
 class _Run:
-    """One task execution in progress, kept on its request object."""
+    """One task execution in progress: the current run of its context, from prerun to
+    postrun (Celery sends prerun, failure/retry and postrun from the thread or greenlet that
+    runs the task; an eager task inside another restores the outer run when it ends)."""
 
-    __slots__ = ("destination", "errored", "span", "started", "task_name", "token")
+    __slots__ = (
+        "destination",
+        "errored",
+        "outer",
+        "span",
+        "started",
+        "task_id",
+        "task_name",
+        "token",
+    )
 
-    def __init__(self, span: Span, token: object, task_name: str, destination: str) -> None:
+    def __init__(
+        self, span: Span, token: object, task_id: str, task_name: str, destination: str
+    ) -> None:
         self.span = span
         self.token = token
+        self.task_id = task_id
         self.started = time.perf_counter()
         self.task_name = task_name
         self.destination = destination
         self.errored = False
+        self.outer: Token[_Run | None] | None = None
 
 
 class _RequestGetter(Getter[Any]):
@@ -88,6 +102,13 @@ class _RequestGetter(Getter[Any]):
 
 _GETTER = _RequestGetter()
 _pending: ContextVar[_Pending | None] = ContextVar("difytrace_celery_publish", default=None)
+_running: ContextVar[_Run | None] = ContextVar("difytrace_celery_run", default=None)
+
+
+def _current_run(task_id: object) -> _Run | None:
+    """The run in progress in this context, if it is ``task_id``'s."""
+    run = _running.get()
+    return run if run is not None and run.task_id == task_id else None
 
 
 def span_name(operation: str, task_name: str) -> str:
@@ -99,7 +120,7 @@ class CeleryHooks:
     """The signal handlers, built by ``CeleryInstrumentor``; one bound method per signal."""
 
     def __init__(self, *, tracer: Tracer, meter: Meter | None, baggage_keys: Iterable[str]) -> None:
-        self._tracer = tracer
+        self._tracer = LeanTracer(tracer)
         self._allowed = frozenset(baggage_keys)
         self._fields = tuple(propagate.get_global_textmap().fields)
         self._queue_wait: Histogram | None = None
@@ -111,7 +132,7 @@ class CeleryHooks:
             )
             self._queue_wait = _histogram(meter, semconv.CELERY_QUEUE_WAIT_DURATION)
             self._duration = _histogram(meter, semconv.CELERY_TASK_DURATION)
-        self._attr_cache: dict[tuple[str, str], dict[str, str]] = {}
+        self._attr_cache: dict[tuple[str, ...], dict[str, Any]] = {}
 
     # --- publish ---------------------------------------------------------------------------
 
@@ -164,7 +185,7 @@ class CeleryHooks:
                     semconv.CELERY_TASK_RETRIES: int(headers.get("retries") or 0),
                 },
             )
-            carrier_context = self._keep_allowed(trace.set_span_in_context(span))
+            carrier_context = self._keep_allowed(trace.set_span_in_context(span))[0]
             for name in self._fields:
                 # A retry copies the previous message's headers: never resend stale ones.
                 headers.pop(name, None)
@@ -196,24 +217,19 @@ class CeleryHooks:
                 return
             request = task.request
             # Based on the current context: an eager run (no headers) is a child of its caller.
-            parent = self._keep_allowed(
+            parent, kept = self._keep_allowed(
                 propagate.extract(request, context.get_current(), getter=_GETTER)
             )
             destination = str((request.delivery_info or {}).get("routing_key") or "")
             task_name = str(task.name)
-            attributes: dict[str, Any] = {
-                semconv.MESSAGING_SYSTEM: semconv.CELERY_SYSTEM,
-                semconv.MESSAGING_OPERATION_NAME: semconv.CELERY_PROCESS_OPERATION,
-                semconv.MESSAGING_OPERATION_TYPE: semconv.CELERY_PROCESS_OPERATION,
-                semconv.MESSAGING_DESTINATION_NAME: destination,
-                semconv.MESSAGING_MESSAGE_ID: str(task_id or request.id),
-                semconv.CELERY_TASK_NAME: task_name,
-                semconv.CELERY_TASK_RETRIES: int(request.retries or 0),
-            }
+            attributes = dict(self._run_attributes(task_name, destination))
+            attributes[semconv.MESSAGING_MESSAGE_ID] = message_id = str(task_id or request.id)
+            attributes[semconv.CELERY_TASK_RETRIES] = int(request.retries or 0)
             wait = _queue_wait(request, time.time())
             if wait is not None:
                 attributes[semconv.CELERY_QUEUE_WAIT] = wait
-            attributes.update(baggage.get_all(parent))
+            if kept:
+                attributes.update(kept)
             span = self._tracer.start_span(
                 span_name(semconv.CELERY_PROCESS_OPERATION, task_name),
                 context=parent,
@@ -224,14 +240,17 @@ class CeleryHooks:
             if wait is not None and self._queue_wait is not None:
                 self._queue_wait.record(wait, self._metric_attributes(task_name, destination))
             token = context.attach(trace.set_span_in_context(span, parent))
-            setattr(request, _RUN_ATTR, _Run(span, token, task_name, destination))
+            run = _Run(span, token, message_id, task_name, destination)
+            run.outer = _running.set(run)
         except Exception as exc:
             report_internal_error("celery.task_prerun", exc)
 
-    def failure(self, sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+    def failure(
+        self, task_id: str | None = None, exception: BaseException | None = None, **_: Any
+    ) -> None:
         """``task_failure``: ERROR status and an exception event (traceback still attached)."""
         try:
-            run: _Run | None = getattr(sender.request, _RUN_ATTR, None)
+            run = _current_run(task_id)
             if run is None or exception is None:
                 return
             _record_error(run, exception)
@@ -241,7 +260,7 @@ class CeleryHooks:
     def retry(self, sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
         """``task_retry``: a retry event; a retry is not a failure, the status stays unset."""
         try:
-            run: _Run | None = getattr(request, _RUN_ATTR, None)
+            run = _current_run(getattr(request, "id", None))
             if run is None:
                 return
             cause = getattr(reason, "exc", None)
@@ -253,14 +272,13 @@ class CeleryHooks:
         except Exception as exc:
             report_internal_error("celery.task_retry", exc)
 
-    def postrun(self, task: Any = None, state: str | None = None, **_: Any) -> None:
+    def postrun(self, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
         """``task_postrun``: record the state and duration, end the span, restore the context."""
         try:
-            request = task.request
-            run: _Run | None = getattr(request, _RUN_ATTR, None)
+            run = _current_run(task_id)
             if run is None:
                 return
-            delattr(request, _RUN_ATTR)
+            _end_run(run)
             # Celery passes the state on every path that ran to the end; without one, the run
             # is unwinding. With one, sys.exc_info() is a caller's exception (an eager task
             # called inside an ``except`` block), not the task's.
@@ -278,39 +296,75 @@ class CeleryHooks:
             run.span.set_attribute(semconv.CELERY_TASK_STATE, outcome)
             run.span.end()
             if self._duration is not None:
-                attributes = {
-                    semconv.CELERY_TASK_NAME: run.task_name,
-                    semconv.MESSAGING_DESTINATION_NAME: run.destination,
-                    semconv.CELERY_TASK_STATE: outcome,
-                }
-                self._duration.record(time.perf_counter() - run.started, attributes)
+                self._duration.record(
+                    time.perf_counter() - run.started,
+                    self._duration_attributes(run.task_name, run.destination, outcome),
+                )
         except Exception as exc:
             report_internal_error("celery.task_postrun", exc)
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _keep_allowed(self, ctx: context.Context) -> context.Context:
-        """``ctx`` with only allow-listed baggage entries (cheap when there is no baggage)."""
+    def _keep_allowed(self, ctx: context.Context) -> tuple[context.Context, Mapping[str, object]]:
+        """``ctx`` with only allow-listed baggage entries, and those entries (cheap when there
+        is no baggage)."""
         entries = baggage.get_all(ctx)
         if not entries or all(key in self._allowed for key in entries):
-            return ctx
+            return ctx, entries
         ctx = baggage.clear(ctx)
         for key, value in entries.items():
             if key in self._allowed:
                 ctx = baggage.set_baggage(key, value, ctx)
-        return ctx
+        return ctx, baggage.get_all(ctx)
 
-    def _metric_attributes(self, task_name: str, destination: str) -> dict[str, str]:
-        key = (task_name, destination)
+    def _cached(self, key: tuple[str, ...], build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Attribute dicts that depend only on ``key``, built once (never mutate them)."""
         cached = self._attr_cache.get(key)
         if cached is None:
-            cached = {
-                semconv.CELERY_TASK_NAME: task_name,
-                semconv.MESSAGING_DESTINATION_NAME: destination,
-            }
+            cached = build()
             if len(self._attr_cache) < _ATTR_CACHE_MAX:
                 self._attr_cache[key] = cached
         return cached
+
+    def _metric_attributes(self, task_name: str, destination: str) -> dict[str, str]:
+        return self._cached(
+            (task_name, destination),
+            lambda: {
+                semconv.CELERY_TASK_NAME: task_name,
+                semconv.MESSAGING_DESTINATION_NAME: destination,
+            },
+        )
+
+    def _duration_attributes(self, task_name: str, destination: str, state: str) -> dict[str, str]:
+        return self._cached(
+            ("duration", task_name, destination, state),
+            lambda: {
+                semconv.CELERY_TASK_NAME: task_name,
+                semconv.MESSAGING_DESTINATION_NAME: destination,
+                semconv.CELERY_TASK_STATE: state,
+            },
+        )
+
+    def _run_attributes(self, task_name: str, destination: str) -> dict[str, Any]:
+        """The run span's attributes that are the same for every run of a task on a queue."""
+        return self._cached(
+            ("run", task_name, destination),
+            lambda: {
+                semconv.MESSAGING_SYSTEM: semconv.CELERY_SYSTEM,
+                semconv.MESSAGING_OPERATION_NAME: semconv.CELERY_PROCESS_OPERATION,
+                semconv.MESSAGING_OPERATION_TYPE: semconv.CELERY_PROCESS_OPERATION,
+                semconv.MESSAGING_DESTINATION_NAME: destination,
+                semconv.CELERY_TASK_NAME: task_name,
+            },
+        )
+
+
+def _end_run(run: _Run) -> None:
+    """Make the outer run (if any) current again."""
+    try:
+        _running.reset(run.outer)  # type: ignore[arg-type]
+    except ValueError:  # set in another context: nothing of this one to restore
+        _running.set(None)
 
 
 def _record_error(run: _Run, exception: BaseException) -> None:

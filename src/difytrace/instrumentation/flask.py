@@ -37,6 +37,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from difytrace import bootstrap, semconv
 from difytrace._guard import report_internal_error
 from difytrace.instrumentation import identity, wsgi_environ, wsgi_stream
+from difytrace.lean_span import LeanTracer
 
 try:
     from flask.globals import _cv_request
@@ -62,7 +63,7 @@ class _Telemetry:
 
     def __init__(
         self,
-        tracer: trace.Tracer,
+        tracer: LeanTracer,
         duration: metrics.Histogram | None,
         stream_duration: metrics.Histogram | None,
         baggage_keys: Collection[str],
@@ -358,7 +359,9 @@ class FlaskInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             original = Flask.__dict__[name]
             self._originals[name] = original
             setattr(Flask, name, wrap(original))
-        _TELEMETRY = _Telemetry(tracer, duration, stream_duration, frozenset(settings.baggage_keys))
+        _TELEMETRY = _Telemetry(
+            LeanTracer(tracer), duration, stream_duration, frozenset(settings.baggage_keys)
+        )
 
     def _uninstrument(self, **kwargs: Any) -> None:
         global _TELEMETRY  # noqa: PLW0603 - see _instrument

@@ -34,6 +34,7 @@ from difytrace.instrumentation.llm.response_attributes import (
 )
 from difytrace.instrumentation.llm.rollup import RollupSpanProcessor
 from difytrace.instrumentation.llm.usage import estimated
+from difytrace.lean_span import LeanTracer
 
 #: Metric attribute sets remembered per Telemetry; past this many (tenants come from baggage,
 #: unbounded) the cache starts over rather than grow.
@@ -71,7 +72,9 @@ class Telemetry:
         # job, not a span attribute: free per span, and where backends group instrumentations.
         # Metrics keep one scope, so a series is not split by the client that recorded it.
         scope = f"difytrace.llm.{library}" if library else "difytrace.llm"
-        self.tracer = trace.get_tracer(scope, __version__, tracer_provider=tracer_provider)
+        self.tracer = LeanTracer(
+            trace.get_tracer(scope, __version__, tracer_provider=tracer_provider)
+        )
         meter = metrics.get_meter("difytrace.llm", __version__, meter_provider=meter_provider)
         self.capture_content = capture_content
         self.latest = latest
