@@ -18,7 +18,9 @@ self-metrics are enabled, it hands the call to the tracer unchanged.
 
 from __future__ import annotations
 
+import copy
 import logging
+import sys
 import traceback
 from collections.abc import Mapping, Sequence
 from time import time_ns
@@ -54,7 +56,9 @@ from opentelemetry.util import types
 
 logger = logging.getLogger(__name__)
 
-_PLAIN_VALUES = (str, int, float, bool)
+#: The attribute value types the SDK stores unchanged.
+PLAIN_VALUES = frozenset((str, int, float, bool))
+_STR_TYPE = frozenset((str,))
 _UNSET = Status(StatusCode.UNSET)
 # Newer SDKs mark trace ids from a random generator with a W3C level-2 flag.
 _RANDOM_FLAG: int | None = getattr(TraceFlags, "RANDOM_TRACE_ID", None)
@@ -91,7 +95,12 @@ class LeanTracer:
         attributes: types.Attributes = None,
         start_time: int | None = None,
     ) -> trace_api.Span:
-        """A new span, not made current; ``attributes`` must hold valid attribute values."""
+        """A new span, not made current.
+
+        ``attributes`` must map non-empty strings to str, bool, int or float values (what the
+        SDK stores unchanged): they are not checked. Set any other value with
+        ``set_attribute``, which cleans it as the SDK does.
+        """
         sdk = self._sdk or self._resolve()
         if sdk is None:
             return self._tracer.start_span(name, context, kind, attributes, start_time=start_time)
@@ -120,6 +129,8 @@ class LeanTracer:
             recording = result.decision is not Decision.DROP
             trace_state = result.trace_state
             kept = dict(result.attributes or ())
+            if not _plain(kept):  # a sampler of the host's own may add any value
+                kept = dict(BoundedAttributes(None, kept, immutable=False))
         random_id = _RANDOM_FLAG is not None and bool(
             ids.is_trace_id_random() if parent is None else parent.trace_flags & _RANDOM_FLAG
         )
@@ -192,6 +203,10 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     """A recording span of :class:`LeanTracer`: the live span, and at end the ``ReadableSpan``
     the processors receive (as the SDK's span, it rejects writes once ended; the SDK copies
     itself into a new ``ReadableSpan`` at end, this span hands over itself).
+
+    Attributes live in a plain dict while under the attribute-count limit and without a
+    value-length limit; from there on in the SDK's ``BoundedAttributes``, which evicts,
+    truncates and counts as the SDK span does.
     """
 
     def __init__(
@@ -211,9 +226,8 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         self._context = context
         self._parent = parent
         self._kind = kind
-        self._attributes: Any = attributes
-        self._events: Any = ()
-        self._links: Any = ()
+        self._events: Any = []
+        self._links: Any = []
         self._status = _UNSET
         self._start_time = time_ns() if start_time is None else start_time
         self._end_time: int | None = None
@@ -221,9 +235,17 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         self._instrumentation_scope = tracer._instrumentation_scope
         self._instrumentation_info = tracer.instrumentation_info
         self._tracer = tracer
-        self._dropped = 0
         # Emptied by the one end() that exports: list.pop is atomic, a lock per span is not free.
         self._live = [True]
+        limits = self._limits = tracer._span_limits
+        room = limits.max_span_attributes
+        if limits.max_span_attribute_length is not None:
+            room = 0  # every value goes through the SDK's truncation
+        self._room: int = sys.maxsize if room is None else room
+        self._dropped = 0
+        self._attributes: Any = attributes
+        if len(attributes) > self._room:
+            self._bound()
 
     # --- the span API ----------------------------------------------------------------------
 
@@ -237,14 +259,21 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if self._end_time is not None:
             logger.warning("Setting attribute on ended span.")
             return
-        if type(value) not in _PLAIN_VALUES or type(key) is not str or not key:
+        attributes = self._attributes
+        if type(attributes) is not dict or len(attributes) >= self._room:
+            self._bound()[key] = value
+            return
+        if type(value) not in PLAIN_VALUES or type(key) is not str or not key:
             # The SDK's own check (sequences, bad keys, None), logged and counted as by it.
-            cleaned = BoundedAttributes(None, {key: value})
-            self._dropped += cleaned.dropped
-            if key not in cleaned:
+            one = BoundedAttributes(None, immutable=False)
+            one[key] = value
+            self._dropped += one.dropped
+            if key not in one:
                 return
-            value = cleaned[key]
-        self._attributes[key] = value
+            value = one[key]
+        if key in attributes:
+            del attributes[key]  # as in the SDK, a key set again becomes the newest
+        attributes[key] = value
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
         for key, value in attributes.items():
@@ -257,49 +286,34 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         timestamp: int | None = None,
     ) -> None:
         if self._end_time is not None:
-            logger.warning("Tried calling add_event on an ended span.")
+            logger.warning("Tried calling _add_event on an ended span.")
             return
-        limits = self._tracer._span_limits
-        cleaned = BoundedAttributes(
-            limits.max_event_attributes,
-            attributes,
-            immutable=True,
-            max_value_len=limits.max_attribute_length,
+        limits = self._limits
+        self._events.append(
+            Event(name, _frozen(attributes, limits.max_event_attributes, limits), timestamp)
         )
-        event = Event(name, cleaned, timestamp)
-        if self._events:
-            self._events.append(event)
-        else:
-            self._events = [event]
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         # The SDK keeps a link to an invalid context when it carries attributes or state.
         if not (context and (context.is_valid or attributes or context.trace_state)):
             return
         if self._end_time is not None:
-            logger.warning("Tried calling add_link on an ended span.")
+            logger.warning("Tried calling _add_link on an ended span.")
             return
-        limits = self._tracer._span_limits
-        cleaned = BoundedAttributes(
-            limits.max_link_attributes,
-            attributes,
-            immutable=True,
-            max_value_len=limits.max_attribute_length,
-        )
-        link = Link(context, cleaned)
-        if self._links:
-            self._links.append(link)
-        else:
-            self._links = [link]
+        limits = self._limits
+        self._links.append(Link(context, _frozen(attributes, limits.max_link_attributes, limits)))
 
     def update_name(self, name: str) -> None:
         if self._end_time is not None:
-            logger.warning("Calling update_name() on an ended span.")
+            logger.warning("Tried calling update_name on an ended span.")
             return
         self._name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        # The SDK's rules: OK is final, UNSET is never set.
+        if self._end_time is not None:
+            logger.warning("Tried calling set_status on an ended span.")
+            return
+        # The SDK's rules: OK is final, UNSET is never set, anything else is ignored.
         if self._status.status_code is StatusCode.OK:
             return
         if isinstance(status, Status):
@@ -311,7 +325,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
                     description,
                 )
             self._status = status
-        elif status is not StatusCode.UNSET:
+        elif isinstance(status, StatusCode) and status is not StatusCode.UNSET:
             self._status = Status(status, description)
 
     def record_exception(
@@ -346,7 +360,11 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             return
         self._end_time = end_time if end_time is not None else time_ns()
         self._seal()
-        self._tracer.span_processor.on_end(self)
+        processor = self._tracer.span_processor
+        on_ending = getattr(processor, "_on_ending", None)  # SDK 1.39+
+        if on_ending is not None:
+            on_ending(self)
+        processor.on_end(self)
 
     def __exit__(
         self,
@@ -363,28 +381,73 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     def __repr__(self) -> str:
         return f'{type(self).__name__}(name="{self._name}", context={self._context})'
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> ReadableSpan:
+        """A deep copy is the SDK's plain ``ReadableSpan`` (the tracer, with its locks, is not
+        part of a finished span)."""
+        plain = ReadableSpan(
+            name=self._name,
+            context=self._context,
+            parent=self._parent,
+            resource=self._resource,
+            attributes=self._attributes,
+            events=self._events,
+            links=self._links,
+            kind=self._kind,
+            status=self._status,
+            start_time=self._start_time,
+            end_time=self._end_time,
+            instrumentation_info=self._instrumentation_info,
+            instrumentation_scope=self._instrumentation_scope,
+        )
+        return copy.deepcopy(plain, memo)
+
+    def _bound(self) -> BoundedAttributes:
+        """The attributes in the SDK's container, limits applied, from now on."""
+        attributes = self._attributes
+        if type(attributes) is dict:
+            limits = self._limits
+            attributes = BoundedAttributes(
+                limits.max_span_attributes,
+                attributes,
+                immutable=False,
+                max_value_len=limits.max_span_attribute_length,
+            )
+            attributes.dropped += self._dropped
+            self._attributes = attributes
+        return cast(BoundedAttributes, attributes)
+
     def _seal(self) -> None:
-        """Apply the span limits, as the SDK's bounded containers do while the span lives."""
-        limits = self._tracer._span_limits
-        max_attributes = limits.max_span_attributes
-        max_length = limits.max_span_attribute_length
-        if (
-            max_length is not None
-            or self._dropped
-            or (max_attributes is not None and len(self._attributes) > max_attributes)
-        ):
-            bounded = BoundedAttributes(max_attributes, self._attributes, max_value_len=max_length)
-            bounded.dropped += self._dropped
-            bounded._immutable = True  # as the SDK's ReadableSpan attributes are
-            self._attributes = bounded
-        if self._events:
-            self._events = _bounded(self._events, limits.max_events)
-        if self._links:
-            self._links = _bounded(self._links, limits.max_links)
+        """Freeze what is exported. Copies, so that a write racing end() (the SDK holds a lock
+        there) lands in the live containers and never in a span being exported."""
+        if type(self._attributes) is dict:
+            if self._dropped:
+                self._bound()
+            else:
+                self._attributes = dict(self._attributes)
+        limits = self._limits
+        events, links = self._events, self._links
+        self._events = _bounded(events, limits.max_events) if events else ()
+        self._links = _bounded(links, limits.max_links) if links else ()
 
 
-def _bounded(items: Sequence[Any], limit: int | None) -> Sequence[Any]:
-    """``items`` as the SDK keeps them: the newest ``limit``, the dropped ones counted."""
+def _frozen(attributes: types.Attributes, max_count: int | None, limits: Any) -> BoundedAttributes:
+    """An event's or a link's attributes, cleaned and bounded as the SDK does."""
+    return BoundedAttributes(
+        max_count, attributes, immutable=True, max_value_len=limits.max_attribute_length
+    )
+
+
+def _bounded(items: list[Any], limit: int | None) -> Sequence[Any]:
+    """A copy of ``items`` as the SDK keeps them: the newest ``limit``, the dropped counted."""
     if limit is not None and len(items) > limit:
         return BoundedList.from_seq(limit, items)
-    return items
+    return tuple(items)
+
+
+def _plain(attributes: Mapping[Any, Any]) -> bool:
+    """Whether every key is a non-empty str and every value a str, int, float or bool."""
+    return (
+        PLAIN_VALUES.issuperset(map(type, attributes.values()))
+        and _STR_TYPE.issuperset(map(type, attributes))
+        and "" not in attributes
+    )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import openai
 import pytest
+from opentelemetry.attributes import BoundedAttributes
 
 from difytrace.instrumentation.llm.manual import current_llm_call, llm_call
 from difytrace.testing import CapturedSpan, SpanCapture, histogram_totals
@@ -160,6 +162,30 @@ def test_reconfiguration_takes_effect(
         assert "gen_ai.input.messages" not in call()  # the environment's settings again
     finally:
         reset_configuration()
+
+
+def test_request_values_of_any_type_are_stored_as_the_sdk_stores_them(
+    llm: LLMSetup, span_capture: SpanCapture
+) -> None:
+    conversation = uuid.UUID(int=1)
+    with llm_call(
+        provider="dify",
+        model="qwen-max",
+        conversation_id=conversation,  # type: ignore[arg-type]
+    ):
+        pass
+    [span] = llm_spans(span_capture)
+    # What the SDK's own span would hold for these values (by version: a string or dropped).
+    expected = dict(
+        BoundedAttributes(
+            None,
+            {
+                "gen_ai.conversation.id": conversation,
+            },
+        )
+    )
+    assert {k: span.attributes.get(k) for k in expected} == expected
+    assert not any(isinstance(v, uuid.UUID) for v in span.attributes.values())
 
 
 def test_conversation_id_goes_on_the_span_only(llm: LLMSetup, span_capture: SpanCapture) -> None:

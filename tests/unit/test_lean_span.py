@@ -6,8 +6,10 @@ through :class:`LeanTracer` over the same provider, and compares everything an e
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -71,6 +73,7 @@ def _exported(span: ReadableSpan, names: dict[int, str]) -> dict[str, Any]:
         "flags": int(span.context.trace_flags),
         "trace_state": span.context.trace_state,
         "attributes": dict(span.attributes or {}),
+        "attribute_order": list(span.attributes or {}),
         "dropped_attributes": span.dropped_attributes,
         "events": [(e.name, dict(e.attributes or {})) for e in span.events],
         "dropped_events": span.dropped_events,
@@ -110,15 +113,19 @@ def _root_with_child(tracer: Any) -> None:
     )
     child.set_attribute("gen_ai.usage.input_tokens", 12)
     child.set_attributes({"tags": ["a", "b"], "counts": [1, 2], "bad": None, "": "no key"})
+    child.set_attribute(404, "not a key")  # type: ignore[arg-type]
+    child.set_attribute("ok", False)  # set again: the newest key, as in the SDK
     child.add_event("first token", {"at": 1})
     child.set_status(Status(StatusCode.ERROR, "boom"))
     child.set_status(StatusCode.UNSET)  # never overrides
     child.update_name("chat gpt-4o")
     child.add_link(root.get_span_context(), {"why": "link"})
     child.end()
+    root.set_status("ERROR")  # type: ignore[arg-type]  # not a status: ignored
     root.set_status(StatusCode.OK)
     root.set_status(Status(StatusCode.ERROR, "later"))  # OK is final
     root.end()
+    root.set_status(StatusCode.ERROR)  # ended: ignored
 
 
 def test_the_same_spans_are_exported() -> None:
@@ -156,6 +163,7 @@ def test_span_limits_apply_as_in_the_sdk() -> None:
     def crowded(tracer: Any) -> None:
         span = tracer.start_span("s", attributes={"a": "long value", "b": 2, "c": 3})
         span.set_attribute("d", "abcdef")
+        span.set_attribute("on_start", "again")  # set again at the limit: nothing evicted
         span.add_event("e1", {"x": "xyz", "y": 1})
         span.add_event("e2")
         other = SpanContext(1, 2, is_remote=True)
@@ -165,8 +173,7 @@ def test_span_limits_apply_as_in_the_sdk() -> None:
 
     sdk, lean = _both(crowded, span_limits=limits)
     assert lean == sdk
-    assert lean[0]["dropped_attributes"] == 3
-    assert lean[0]["attributes"] == {"on_start": "s", "d": "abc"}
+    assert lean[0]["attributes"] == {"d": "abc", "on_start": "aga"}
     assert lean[0]["dropped_events"] == 1
 
 
@@ -380,3 +387,58 @@ def test_sdk_self_metrics_leave_spans_to_the_sdk(monkeypatch: pytest.MonkeyPatch
     span = LeanTracer(counted).start_span("s")
     assert not isinstance(span, LeanSpan)
     assert span.is_recording()
+
+
+class _AddsOddValues(Sampler):
+    """A host's sampler that adds attributes the SDK must clean (a list, a Decimal)."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return SamplingResult(
+            Decision.RECORD_AND_SAMPLE, {"stop": ["END"], "t": Decimal("0.7"), "none": None}
+        )
+
+    def get_description(self) -> str:
+        return "odd values"
+
+
+def test_sampler_attributes_of_any_type_are_cleaned_as_in_the_sdk() -> None:
+    def one(tracer: Any) -> None:
+        tracer.start_span("s", attributes={"ok": "yes"}).end()
+
+    sdk, lean = _both(one, sampler=_AddsOddValues())
+    assert lean == sdk
+    assert lean[0]["attributes"]["stop"] == ("END",)
+
+
+def test_late_on_ending_hook_is_called_where_the_sdk_calls_it() -> None:
+    provider, _, _ = _provider()
+    calls: list[tuple[str, bool]] = []
+
+    class Ending(SpanProcessor):
+        def _on_ending(self, span: Any) -> None:
+            calls.append((span.name, span.is_recording()))
+
+    provider.add_span_processor(Ending())
+    if not hasattr(provider._active_span_processor, "_on_ending"):
+        pytest.skip("this SDK has no _on_ending")
+    provider.get_tracer("scope").start_span("sdk").end()
+    LeanTracer(provider.get_tracer("scope")).start_span("lean").end()
+    assert calls == [("sdk", False), ("lean", False)]
+
+
+def test_a_finished_span_deep_copies_as_the_sdks_does() -> None:
+    provider, exporter, _ = _provider()
+    span = LeanTracer(provider.get_tracer("scope")).start_span("s", attributes={"a": 1})
+    span.add_event("e", {"x": 1})
+    span.end()
+    (exported,) = exporter.get_finished_spans()
+    try:
+        copied = copy.deepcopy(exported)
+    except TypeError:  # SDK 1.27: its own ReadableSpan does not deep-copy either
+        sdk_span = provider.get_tracer("scope").start_span("s")
+        sdk_span.end()
+        with pytest.raises(TypeError):
+            copy.deepcopy(exporter.get_finished_spans()[-1])
+        return
+    assert type(copied) is ReadableSpan
+    assert _exported(copied, {}) == _exported(exported, {})

@@ -132,7 +132,7 @@ class CeleryHooks:
             )
             self._queue_wait = _histogram(meter, semconv.CELERY_QUEUE_WAIT_DURATION)
             self._duration = _histogram(meter, semconv.CELERY_TASK_DURATION)
-        self._attr_cache: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._attr_cache: dict[tuple[Any, ...], Any] = {}
 
     # --- publish ---------------------------------------------------------------------------
 
@@ -172,19 +172,11 @@ class CeleryHooks:
             task_name = str(headers.get("task") or sender)
             destination = routing_key or exchange or ""
             task_id = str(headers["id"])
-            span = self._tracer.start_span(
-                span_name(semconv.CELERY_SEND_OPERATION, task_name),
-                kind=SpanKind.PRODUCER,
-                attributes={
-                    semconv.MESSAGING_SYSTEM: semconv.CELERY_SYSTEM,
-                    semconv.MESSAGING_OPERATION_NAME: semconv.CELERY_SEND_OPERATION,
-                    semconv.MESSAGING_OPERATION_TYPE: semconv.CELERY_SEND_OPERATION,
-                    semconv.MESSAGING_DESTINATION_NAME: destination,
-                    semconv.MESSAGING_MESSAGE_ID: task_id,
-                    semconv.CELERY_TASK_NAME: task_name,
-                    semconv.CELERY_TASK_RETRIES: int(headers.get("retries") or 0),
-                },
-            )
+            name, template = self._template(semconv.CELERY_SEND_OPERATION, task_name, destination)
+            attributes = dict(template)
+            attributes[semconv.MESSAGING_MESSAGE_ID] = task_id
+            attributes[semconv.CELERY_TASK_RETRIES] = int(headers.get("retries") or 0)
+            span = self._tracer.start_span(name, kind=SpanKind.PRODUCER, attributes=attributes)
             carrier_context = self._keep_allowed(trace.set_span_in_context(span))[0]
             for name in self._fields:
                 # A retry copies the previous message's headers: never resend stale ones.
@@ -222,7 +214,10 @@ class CeleryHooks:
             )
             destination = str((request.delivery_info or {}).get("routing_key") or "")
             task_name = str(task.name)
-            attributes = dict(self._run_attributes(task_name, destination))
+            name, template = self._template(
+                semconv.CELERY_PROCESS_OPERATION, task_name, destination
+            )
+            attributes = dict(template)
             attributes[semconv.MESSAGING_MESSAGE_ID] = message_id = str(task_id or request.id)
             attributes[semconv.CELERY_TASK_RETRIES] = int(request.retries or 0)
             wait = _queue_wait(request, time.time())
@@ -231,7 +226,7 @@ class CeleryHooks:
             if kept:
                 attributes.update(kept)
             span = self._tracer.start_span(
-                span_name(semconv.CELERY_PROCESS_OPERATION, task_name),
+                name,
                 context=parent,
                 kind=SpanKind.CONSUMER,
                 attributes=attributes,
@@ -317,46 +312,53 @@ class CeleryHooks:
                 ctx = baggage.set_baggage(key, value, ctx)
         return ctx, baggage.get_all(ctx)
 
-    def _cached(self, key: tuple[str, ...], build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """Attribute dicts that depend only on ``key``, built once (never mutate them)."""
+    def _cached(self, build: Callable[..., Any], *args: str) -> Any:
+        """``build(*args)``, built once per ``args`` (never mutate it)."""
+        key = (build, *args)
         cached = self._attr_cache.get(key)
         if cached is None:
-            cached = build()
+            cached = build(*args)
             if len(self._attr_cache) < _ATTR_CACHE_MAX:
                 self._attr_cache[key] = cached
         return cached
 
     def _metric_attributes(self, task_name: str, destination: str) -> dict[str, str]:
-        return self._cached(
-            (task_name, destination),
-            lambda: {
-                semconv.CELERY_TASK_NAME: task_name,
-                semconv.MESSAGING_DESTINATION_NAME: destination,
-            },
-        )
+        return self._cached(_metric_attributes, task_name, destination)  # type: ignore[no-any-return]
 
     def _duration_attributes(self, task_name: str, destination: str, state: str) -> dict[str, str]:
-        return self._cached(
-            ("duration", task_name, destination, state),
-            lambda: {
-                semconv.CELERY_TASK_NAME: task_name,
-                semconv.MESSAGING_DESTINATION_NAME: destination,
-                semconv.CELERY_TASK_STATE: state,
-            },
-        )
+        return self._cached(_duration_attributes, task_name, destination, state)  # type: ignore[no-any-return]
 
-    def _run_attributes(self, task_name: str, destination: str) -> dict[str, Any]:
-        """The run span's attributes that are the same for every run of a task on a queue."""
-        return self._cached(
-            ("run", task_name, destination),
-            lambda: {
-                semconv.MESSAGING_SYSTEM: semconv.CELERY_SYSTEM,
-                semconv.MESSAGING_OPERATION_NAME: semconv.CELERY_PROCESS_OPERATION,
-                semconv.MESSAGING_OPERATION_TYPE: semconv.CELERY_PROCESS_OPERATION,
-                semconv.MESSAGING_DESTINATION_NAME: destination,
-                semconv.CELERY_TASK_NAME: task_name,
-            },
-        )
+    def _template(
+        self, operation: str, task_name: str, destination: str
+    ) -> tuple[str, dict[str, Any]]:
+        """The span name and the attributes every span of ``operation`` on a task and queue
+        shares."""
+        return self._cached(_span_template, operation, task_name, destination)  # type: ignore[no-any-return]
+
+
+def _metric_attributes(task_name: str, destination: str) -> dict[str, str]:
+    return {
+        semconv.CELERY_TASK_NAME: task_name,
+        semconv.MESSAGING_DESTINATION_NAME: destination,
+    }
+
+
+def _duration_attributes(task_name: str, destination: str, state: str) -> dict[str, str]:
+    return {
+        semconv.CELERY_TASK_NAME: task_name,
+        semconv.MESSAGING_DESTINATION_NAME: destination,
+        semconv.CELERY_TASK_STATE: state,
+    }
+
+
+def _span_template(operation: str, task_name: str, destination: str) -> tuple[str, dict[str, Any]]:
+    return span_name(operation, task_name), {
+        semconv.MESSAGING_SYSTEM: semconv.CELERY_SYSTEM,
+        semconv.MESSAGING_OPERATION_NAME: operation,
+        semconv.MESSAGING_OPERATION_TYPE: operation,
+        semconv.MESSAGING_DESTINATION_NAME: destination,
+        semconv.CELERY_TASK_NAME: task_name,
+    }
 
 
 def _end_run(run: _Run) -> None:

@@ -34,6 +34,7 @@ from difytrace.instrumentation.llm.response_attributes import (
 )
 from difytrace.instrumentation.llm.rollup import RollupSpanProcessor
 from difytrace.instrumentation.llm.usage import estimated
+from difytrace.lean_span import PLAIN_VALUES as _PLAIN_VALUES
 from difytrace.lean_span import LeanTracer
 
 #: Metric attribute sets remembered per Telemetry; past this many (tenants come from baggage,
@@ -111,14 +112,18 @@ class Telemetry:
                 attrs[semconv.SERVER_PORT] = server_port
         if stream:
             attrs[g.REQUEST_STREAM] = True
+        other: dict[str, Any] = {}
         if params:
             latest = self.latest
-            attrs.update(
-                (k, v) for k, v in params.items() if v is not None and g.allowed(k, latest=latest)
-            )
+            for key, value in params.items():
+                if value is not None and g.allowed(key, latest=latest):
+                    # Caller-supplied: only plain values start the span (see LeanTracer).
+                    (attrs if type(value) in _PLAIN_VALUES else other)[key] = value
         span = self.tracer.start_span(
             f"{operation} {request_model}".rstrip(), kind=SpanKind.CLIENT, attributes=attrs
         )
+        if other:
+            span.set_attributes(other)  # lists, Decimals...: cleaned as the SDK cleans them
         return Invocation(
             self,
             span,
