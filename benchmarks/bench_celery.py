@@ -38,7 +38,8 @@ PUBLISHES = int(os.environ.get("BENCH_CELERY_PUBLISHES", "300"))
 TASKS = int(os.environ.get("BENCH_CELERY_TASKS", "400"))
 BATCHES = int(os.environ.get("BENCH_CELERY_BATCHES", "4"))
 REPEATS = int(os.environ.get("BENCH_CELERY_REPEATS", "2"))
-INPROC_REPEATS = int(os.environ.get("BENCH_CELERY_INPROC_REPEATS", "6"))
+INPROC_ROUNDS = int(os.environ.get("BENCH_CELERY_INPROC_ROUNDS", "20"))
+INPROC_BATCH = 500
 WARMUP = 200
 
 app = Celery("bench_celery", broker=BROKER, backend=BROKER)
@@ -143,10 +144,12 @@ def child_roundtrip(variant: str, queue: str, worker_pid: int) -> dict[str, floa
     return {"client_us": min(clients), "worker_us": min(workers)}
 
 
-def child_inproc(variant: str) -> dict[str, float]:
+def child_inproc(variant: str) -> None:
     """The same two paths without sockets: publish to kombu's in-memory transport, and run
     through ``Task.apply`` (the worker's trace function: prerun/postrun, state handling).
-    Much less noisy than Redis round trips on a shared machine."""
+    Serves batches on request (a line ``publish`` or ``run`` in, CPU µs per call out), so that
+    the parent can alternate batches across variants: drifts of the machine's speed then hit
+    every variant alike."""
     setup_variant(variant)
     local = Celery("bench_inproc", broker="memory://", set_as_current=False)
     local.conf.task_default_queue = "bench-inproc"
@@ -155,21 +158,55 @@ def child_inproc(variant: str) -> dict[str, float]:
         """Nothing: only the instrumented path is measured."""
 
     task = local.task(name="bench.inproc", ignore_result=True)(inproc)
+    calls = {"publish": task.apply_async, "run": task.apply}
+    for call in calls.values():
+        for _ in range(WARMUP):
+            call()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        call = calls[line.strip()]
+        start = _cpu()
+        for _ in range(INPROC_BATCH):
+            call()
+        print((_cpu() - start) / INPROC_BATCH * 1e6, flush=True)
 
-    def per_call(call: Any, count: int) -> float:
-        best = float("inf")
-        for _ in range(BATCHES + 2):
-            start = _cpu()
-            for _ in range(count):
-                call()
-            best = min(best, (_cpu() - start) / count * 1e6)
-        return best
 
-    per_call(task.apply_async, WARMUP)
-    return {
-        "inproc_publish_us": per_call(task.apply_async, 1000),
-        "inproc_run_us": per_call(task.apply, 1000),
+def measure_inproc() -> dict[str, dict[str, float]]:
+    """CPU µs per in-process publish and run of every variant: the best of ``INPROC_ROUNDS``
+    batches, taken in turns across the variants' processes."""
+    children = {
+        variant: subprocess.Popen(
+            [sys.executable, str(Path(__file__)), "--child", "inproc", variant, "-"],
+            env=_env(variant, "-", "client"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for variant in VARIANTS
     }
+    best = {v: {"inproc_publish_us": float("inf"), "inproc_run_us": float("inf")} for v in VARIANTS}
+    try:
+        for variant, child in children.items():
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the {variant} child did not start")
+        for round_ in range(INPROC_ROUNDS):
+            order = VARIANTS[round_ % len(VARIANTS) :] + VARIANTS[: round_ % len(VARIANTS)]
+            for variant in order:
+                child = children[variant]
+                assert child.stdin is not None
+                assert child.stdout is not None
+                for path in ("publish", "run"):
+                    child.stdin.write(path + "\n")
+                    child.stdin.flush()
+                    key = f"inproc_{path}_us"
+                    best[variant][key] = min(best[variant][key], float(child.stdout.readline()))
+    finally:
+        for child in children.values():
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=30)
+    return best
 
 
 def child_count(variant: str, path: str, operations: int) -> None:
@@ -354,13 +391,8 @@ def main() -> None:
         for _ in range(REPEATS):
             for variant in VARIANTS:  # interleaved, so machine load drifts hit all alike
                 runs[variant].append(measure(variant, Path(tmp)))
-    inproc: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
-    for _ in range(INPROC_REPEATS):
-        for variant in VARIANTS:
-            args = ["--child", "inproc", variant, "-"]
-            inproc[variant].append(_run_child(args, _env(variant, "-", "client")))
     best = {v: {k: min(r[k] for r in rs) for k in rs[0]} for v, rs in runs.items()}
-    quiet = {v: {k: min(r[k] for r in rs) for k in rs[0]} for v, rs in inproc.items()}
+    quiet = measure_inproc()
     print(
         f"CPU per operation, best batch of {BATCHES} x {PUBLISHES} publishes and of {BATCHES} x "
         f"{TASKS} tasks, best of {REPEATS} interleaved runs; Redis on 127.0.0.1, solo worker:\n"
@@ -368,7 +400,7 @@ def main() -> None:
     print(table(best))
     print(
         f"\nSame paths in one process, no sockets (quieter: the instrumentation's own cost), "
-        f"best of {INPROC_REPEATS} interleaved runs:\n"
+        f"best of {INPROC_ROUNDS} batches of {INPROC_BATCH}, taken in turns across the variants:\n"
     )
     print(table_inproc(quiet))
     counted = measure_instructions()
@@ -385,7 +417,8 @@ def _child(argv: list[str]) -> None:
     if kind == "publish":
         result = child_publish(variant, queue)
     elif kind == "inproc":
-        result = child_inproc(variant)
+        child_inproc(variant)
+        return
     else:
         result = child_roundtrip(variant, queue, int(rest[0]))
     print(json.dumps(result))
