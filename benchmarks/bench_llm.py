@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
         ("bare", sys.executable, "bare", False),
         ("difytrace", sys.executable, "difytrace", True),
         ("difytrace without the export scrubber", sys.executable, "difytrace", False),
-        ("sdk-floor (span + 3 histograms, no logic)", sys.executable, "sdk-floor", False),
+        ("sdk-floor (SDK span + 3 histograms, no logic)", sys.executable, "sdk-floor", False),
     ]
     for name, (_, suffix) in PEERS.items():
         python = _ensure_peer_venv(suffix)
