@@ -144,6 +144,17 @@ def child_roundtrip(variant: str, queue: str, worker_pid: int) -> dict[str, floa
     return {"client_us": min(clients), "worker_us": min(workers)}
 
 
+def _inproc_task() -> Any:
+    """A no-op task on an app of its own over kombu's in-memory transport."""
+    local = Celery("bench_inproc", broker="memory://", set_as_current=False)
+    local.conf.task_default_queue = "bench-inproc"
+
+    def inproc() -> None:
+        """Nothing: only the instrumented path is measured."""
+
+    return local.task(name="bench.inproc", ignore_result=True)(inproc)
+
+
 def child_inproc(variant: str) -> None:
     """The same two paths without sockets: publish to kombu's in-memory transport, and run
     through ``Task.apply`` (the worker's trace function: prerun/postrun, state handling).
@@ -151,13 +162,7 @@ def child_inproc(variant: str) -> None:
     the parent can alternate batches across variants: drifts of the machine's speed then hit
     every variant alike."""
     setup_variant(variant)
-    local = Celery("bench_inproc", broker="memory://", set_as_current=False)
-    local.conf.task_default_queue = "bench-inproc"
-
-    def inproc() -> None:
-        """Nothing: only the instrumented path is measured."""
-
-    task = local.task(name="bench.inproc", ignore_result=True)(inproc)
+    task = _inproc_task()
     calls = {"publish": task.apply_async, "run": task.apply}
     for call in calls.values():
         for _ in range(WARMUP):
@@ -213,13 +218,7 @@ def child_count(variant: str, path: str, operations: int) -> None:
     """For :mod:`instructions`: the in-process ``path`` (publish or run), ``operations`` times
     after the set-up and warm-up of :func:`child_inproc`."""
     setup_variant(variant)
-    local = Celery("bench_inproc", broker="memory://", set_as_current=False)
-    local.conf.task_default_queue = "bench-inproc"
-
-    def inproc() -> None:
-        """Nothing: only the instrumented path is counted."""
-
-    task = local.task(name="bench.inproc", ignore_result=True)(inproc)
+    task = _inproc_task()
     call = task.apply_async if path == "publish" else task.apply
     for _ in range(WARMUP):
         call()

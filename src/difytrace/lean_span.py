@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import logging
 import sys
-import traceback
 from collections.abc import Mapping, Sequence
 from time import time_ns
 from types import TracebackType
@@ -32,6 +31,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -81,12 +81,13 @@ class LeanTracer:
     installed that is a proxy, resolved at each call until it yields the SDK's tracer.
     """
 
-    __slots__ = ("_sampling", "_sdk", "_tracer")
+    __slots__ = ("_room", "_sampling", "_sdk", "_tracer")
 
     def __init__(self, tracer: trace_api.Tracer) -> None:
         self._tracer = tracer
         self._sdk: SdkTracer | None = None
         self._sampling: _Sampling | None = None
+        self._room = 0
 
     def start_span(
         self,
@@ -140,7 +141,16 @@ class LeanTracer:
         )
         if not recording:
             return NonRecordingSpan(span_context)
-        span = LeanSpan(name, span_context, parent, kind, kept, tracer=sdk, start_time=start_time)
+        span = LeanSpan(
+            name,
+            span_context,
+            parent,
+            kind,
+            kept,
+            tracer=sdk,
+            room=self._room,
+            start_time=start_time,
+        )
         sdk.span_processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
         return span
 
@@ -154,6 +164,7 @@ class LeanTracer:
         if metrics is not None and type(metrics).__name__ != "NoOpTracerMetrics":
             return None  # OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED: the SDK counts its spans
         self._sampling = _Sampling.of(tracer.sampler)
+        self._room = _attribute_room(tracer._span_limits)
         self._sdk = tracer
         return tracer
 
@@ -219,6 +230,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         attributes: dict[str, Any],
         *,
         tracer: SdkTracer,
+        room: int,
         start_time: int | None = None,
     ) -> None:
         # ReadableSpan's fields, set here rather than through its __init__ (no defaults to
@@ -238,11 +250,8 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         self._tracer = tracer
         # Emptied by the one end() that exports: list.pop is atomic, a lock per span is not free.
         self._live = [True]
-        limits = self._limits = tracer._span_limits
-        room = limits.max_span_attributes
-        if limits.max_span_attribute_length is not None:
-            room = 0  # every value goes through the SDK's truncation
-        self._room: int = sys.maxsize if room is None else room
+        self._limits = tracer._span_limits
+        self._room = room  # attributes a plain dict holds (see _attribute_room)
         self._dropped = 0
         self._attributes: Any = attributes
         if len(attributes) > self._room:
@@ -336,22 +345,8 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         timestamp: int | None = None,
         escaped: bool = False,
     ) -> None:
-        exc_type = type(exception)
-        module = exc_type.__module__
-        qualname = exc_type.__qualname__
-        recorded: dict[str, Any] = {
-            "exception.type": f"{module}.{qualname}"
-            if module and module != "builtins"
-            else qualname,
-            "exception.message": str(exception),
-            "exception.stacktrace": "".join(
-                traceback.format_exception(exc_type, exception, exception.__traceback__)
-            ),
-            "exception.escaped": str(escaped),
-        }
-        if attributes:
-            recorded.update(attributes)
-        self.add_event("exception", recorded, timestamp)
+        # The SDK's own: it builds the exception event and calls add_event, nothing else.
+        SdkSpan.record_exception(self, exception, attributes, timestamp, escaped)  # type: ignore[arg-type]
 
     def end(self, end_time: int | None = None) -> None:
         try:
@@ -429,6 +424,14 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         events, links = self._events, self._links
         self._events = _bounded(events, limits.max_events) if events else ()
         self._links = _bounded(links, limits.max_links) if links else ()
+
+
+def _attribute_room(limits: Any) -> int:
+    """How many span attributes may live in a plain dict before the SDK's container takes
+    over: the count limit, or none at all when values are truncated to a length."""
+    if limits.max_span_attribute_length is not None:
+        return 0
+    return sys.maxsize if limits.max_span_attributes is None else int(limits.max_span_attributes)
 
 
 def _frozen(attributes: types.Attributes, max_count: int | None, limits: Any) -> BoundedAttributes:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar, Token
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from celery.exceptions import Retry
 from opentelemetry import baggage, context, propagate, trace
@@ -42,7 +42,6 @@ from difytrace._guard import report_internal_error
 from difytrace.lean_span import LeanTracer
 from difytrace.observed_sums import ObservedSums
 
-_FAILURE_STATES = frozenset({"FAILURE"})
 # Metric attribute dicts are reused per (task, destination); task names are few, but a cap
 # keeps a misbehaving producer (dynamic task names) from growing the cache without bound.
 _ATTR_CACHE_MAX = 1024
@@ -101,6 +100,7 @@ class _RequestGetter(Getter[Any]):
 
 
 _GETTER = _RequestGetter()
+_T = TypeVar("_T")
 _pending: ContextVar[_Pending | None] = ContextVar("difytrace_celery_publish", default=None)
 _running: ContextVar[_Run | None] = ContextVar("difytrace_celery_run", default=None)
 
@@ -312,10 +312,10 @@ class CeleryHooks:
                 ctx = baggage.set_baggage(key, value, ctx)
         return ctx, baggage.get_all(ctx)
 
-    def _cached(self, build: Callable[..., Any], *args: str) -> Any:
+    def _cached(self, build: Callable[..., _T], *args: str) -> _T:
         """``build(*args)``, built once per ``args`` (never mutate it)."""
         key = (build, *args)
-        cached = self._attr_cache.get(key)
+        cached: _T | None = self._attr_cache.get(key)
         if cached is None:
             cached = build(*args)
             if len(self._attr_cache) < _ATTR_CACHE_MAX:
@@ -323,17 +323,17 @@ class CeleryHooks:
         return cached
 
     def _metric_attributes(self, task_name: str, destination: str) -> dict[str, str]:
-        return self._cached(_metric_attributes, task_name, destination)  # type: ignore[no-any-return]
+        return self._cached(_metric_attributes, task_name, destination)
 
     def _duration_attributes(self, task_name: str, destination: str, state: str) -> dict[str, str]:
-        return self._cached(_duration_attributes, task_name, destination, state)  # type: ignore[no-any-return]
+        return self._cached(_duration_attributes, task_name, destination, state)
 
     def _template(
         self, operation: str, task_name: str, destination: str
     ) -> tuple[str, dict[str, Any]]:
         """The span name and the attributes every span of ``operation`` on a task and queue
         shares."""
-        return self._cached(_span_template, operation, task_name, destination)  # type: ignore[no-any-return]
+        return self._cached(_span_template, operation, task_name, destination)
 
 
 def _metric_attributes(task_name: str, destination: str) -> dict[str, str]:
