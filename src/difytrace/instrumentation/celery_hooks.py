@@ -39,6 +39,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from difytrace import semconv
 from difytrace._guard import report_internal_error
+from difytrace.lean_histogram import histogram
 from difytrace.lean_span import LeanTracer
 from difytrace.observed_sums import ObservedSums
 
@@ -130,8 +131,12 @@ class CeleryHooks:
             meter.create_observable_counter(
                 spec.name, [_PUBLISHED.observe], unit=spec.unit, description=spec.description
             )
-            self._queue_wait = _histogram(meter, semconv.CELERY_QUEUE_WAIT_DURATION)
-            self._duration = _histogram(meter, semconv.CELERY_TASK_DURATION)
+            self._queue_wait = histogram(
+                meter, semconv.CELERY_QUEUE_WAIT_DURATION, semconv.DURATION_BUCKETS_S
+            )
+            self._duration = histogram(
+                meter, semconv.CELERY_TASK_DURATION, semconv.DURATION_BUCKETS_S
+            )
         self._attr_cache: dict[tuple[Any, ...], Any] = {}
 
     # --- publish ---------------------------------------------------------------------------
@@ -411,15 +416,3 @@ def _qualname(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-
-
-def _histogram(meter: Meter, spec: semconv.MetricSpec) -> Histogram:
-    try:
-        return meter.create_histogram(
-            spec.name,
-            unit=spec.unit,
-            description=spec.description,
-            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS_S),
-        )
-    except TypeError:  # opentelemetry-api 1.27 (Dify's pin) has no advisory: buckets need a View
-        return meter.create_histogram(spec.name, unit=spec.unit, description=spec.description)

@@ -25,7 +25,6 @@ are covered, and so are subclasses (Dify's ``DifyApp``):
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Collection, Iterable, Mapping
 from time import time_ns
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from difytrace import bootstrap, semconv
 from difytrace._guard import report_internal_error
 from difytrace.instrumentation import identity, wsgi_environ, wsgi_stream
+from difytrace.lean_histogram import histogram
 from difytrace.lean_span import LeanTracer
 
 try:
@@ -313,18 +313,6 @@ def _wrap_dispatch(original: Callable[[Flask], Any]) -> Callable[[Flask], Any]:
     return full_dispatch_request
 
 
-def _histogram(
-    meter: metrics.Meter, spec: semconv.MetricSpec, buckets: tuple[float, ...]
-) -> metrics.Histogram:
-    # The bucket advice arrived in opentelemetry-api 1.24; older SDKs take buckets from a View.
-    advice = "explicit_bucket_boundaries_advisory"
-    if advice in inspect.signature(meter.create_histogram).parameters:
-        return meter.create_histogram(
-            spec.name, spec.unit, spec.description, explicit_bucket_boundaries_advisory=buckets
-        )
-    return meter.create_histogram(spec.name, spec.unit, spec.description)
-
-
 class FlaskInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Instruments every Flask app of the process (patches the ``Flask`` class).
 
@@ -349,10 +337,10 @@ class FlaskInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         duration = stream_duration = None
         if settings.metrics_enabled:
             meter = metrics.get_meter("difytrace.flask", version, kwargs.get("meter_provider"))
-            duration = _histogram(
+            duration = histogram(
                 meter, semconv.HTTP_SERVER_DURATION, semconv.HTTP_DURATION_BUCKETS_S
             )
-            stream_duration = _histogram(
+            stream_duration = histogram(
                 meter, semconv.HTTP_STREAM_DURATION, semconv.DURATION_BUCKETS_S
             )
         for name, wrap in (("__call__", _wrap_call), ("full_dispatch_request", _wrap_dispatch)):

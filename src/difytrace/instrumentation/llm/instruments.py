@@ -1,8 +1,9 @@
 """The instruments of the LLM metrics, one set per meter, shared by every LLM instrumentor.
 
 ``gen_ai.client.operation.duration``, ``gen_ai.client.token.usage`` and
-``gen_ai.client.operation.time_to_first_chunk`` are histograms (the SDK offers no cheaper way to
-a histogram); difytrace's cost counter is summed here and *observed* (:class:`CostTotals`).
+``gen_ai.client.operation.time_to_first_chunk`` are histograms, aggregated in process
+(:mod:`difytrace.lean_histogram`); difytrace's cost counter is summed here and *observed*
+(:class:`CostTotals`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 from typing import Any, NamedTuple
 
 from difytrace import semconv
+from difytrace.lean_histogram import histogram
 from difytrace.observed_sums import ObservedSums
 
 
@@ -48,9 +50,9 @@ def instruments(meter: Any) -> Instruments:
             description=semconv.GEN_AI_CLIENT_COST.description,
         )
         made = Instruments(
-            _histogram(meter, semconv.GEN_AI_CLIENT_OPERATION_DURATION, _DURATION_BUCKETS),
-            _histogram(meter, semconv.GEN_AI_CLIENT_TOKEN_USAGE, _TOKEN_BUCKETS),
-            _histogram(meter, semconv.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK, _DURATION_BUCKETS),
+            histogram(meter, semconv.GEN_AI_CLIENT_OPERATION_DURATION, _DURATION_BUCKETS),
+            histogram(meter, semconv.GEN_AI_CLIENT_TOKEN_USAGE, _TOKEN_BUCKETS),
+            histogram(meter, semconv.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK, _DURATION_BUCKETS),
             cost,
         )
         _INSTRUMENTS[id(meter)] = (meter, made)  # the strong reference keeps id() unambiguous
@@ -60,16 +62,3 @@ def instruments(meter: Any) -> Instruments:
 # One table of bucket boundaries for every histogram (bootstrap turns it into views too).
 _DURATION_BUCKETS = semconv.GEN_AI_DURATION_BUCKETS_S
 _TOKEN_BUCKETS = semconv.GEN_AI_TOKEN_BUCKETS
-
-
-def _histogram(meter: Any, spec: semconv.MetricSpec, buckets: tuple[float, ...]) -> Any:
-    """The histogram of ``spec`` (name, unit, description from the one catalogue)."""
-    try:  # advisory bucket boundaries arrived in API 1.28; 1.27 (Dify's pin) lacks them
-        return meter.create_histogram(
-            spec.name,
-            unit=spec.unit,
-            description=spec.description,
-            explicit_bucket_boundaries_advisory=list(buckets),
-        )
-    except TypeError:
-        return meter.create_histogram(spec.name, unit=spec.unit, description=spec.description)
