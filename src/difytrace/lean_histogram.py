@@ -11,11 +11,17 @@ same ``bisect_left``, sum, count, min and max per attribute set and per reader, 
 SDK's aligned-bucket reservoir keeps them (the last sampled measurement per bucket, SDK 1.28+)
 — and adds its data points to what the SDK collects for each reader, in the instrument's own
 scope, with the reader's temporality and the SDK's start times. The SDK instrument is still
-created (it keeps the name registered); it records only where difytrace cannot reproduce the
-pipeline: no SDK provider yet (the proxy drops the value, as before), another SDK, a View of
-the host's own on the instrument, a reader aggregation other than the default, or a custom
-exemplar filter or reservoir. Attribute values are expected to be strings, numbers and booleans
-(as difytrace's metric attributes are); a list becomes a tuple, as SDK 1.28+ makes it.
+created (it keeps the name registered, and what others record into it joins the same series);
+it aggregates only where difytrace cannot reproduce the pipeline: no SDK provider yet (the
+proxy drops the value, as before), another SDK, a View of the host's own on the instrument, a
+reader aggregation other than the default, or a custom exemplar filter or reservoir.
+
+Where it differs, on purpose: a non-finite amount is refused on every SDK version (1.27 would
+record it and export a NaN sum); a forked child starts with empty series (the SDK's children
+report their parent's measurements again, under their own ``service.instance.id``). Attribute
+sets are told apart by equality, so ``True``, ``1`` and ``1.0`` under one key share a series,
+as SDK 1.27 does (1.45 keeps them apart; difytrace never records such mixes). Attributes are
+cleaned as the SDK cleans them when an attribute set is first seen, not at every record.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ import logging
 import math
 import os
 import sys
+import threading
+import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from functools import partial
 from time import time_ns
 from typing import Any
 
@@ -49,21 +56,24 @@ from opentelemetry.sdk.metrics.view import (
     DefaultAggregation,
     ExplicitBucketHistogramAggregation,
 )
+from opentelemetry.trace import INVALID_SPAN
 from opentelemetry.util.types import Attributes
 
 from difytrace import semconv
 from difytrace._guard import report_internal_error
-from difytrace.observed_sums import MAX_SERIES, OVERFLOW_ATTRIBUTES
 
 logger = logging.getLogger(__name__)
 
 #: The specification's default explicit bucket boundaries (the SDK's when no advice is given).
-DEFAULT_BOUNDARIES: tuple[float, ...] = (0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000)
-DEFAULT_BOUNDARIES += (2500, 5000, 7500, 10000)
-_OVERFLOW_KEY = frozenset(OVERFLOW_ATTRIBUTES.items())
+DEFAULT_BOUNDARIES: tuple[float, ...] = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0)
+DEFAULT_BOUNDARIES += (500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0, 10000.0)
 _EMPTY_KEY: frozenset[Any] = frozenset()
 _HAS_EXEMPLARS = "exemplars" in {f.name for f in dataclasses.fields(HistogramDataPoint)}
 _NOT_RESOLVED: Any = object()
+#: Resolving a histogram and wiring a provider's collection happen once each, under this lock.
+_SETUP = threading.RLock()
+#: Every lean state, emptied in a forked child (held weakly: a dropped provider is freed).
+_STATES: weakref.WeakSet[_LeanState] = weakref.WeakSet()
 
 # Exemplar filters by class name (SDK 1.28+); None: the SDK has no exemplars.
 _FILTERS = {
@@ -71,6 +81,20 @@ _FILTERS = {
     "AlwaysOnExemplarFilter": "on",
     "TraceBasedExemplarFilter": "trace",
 }
+
+
+def _clean_like_the_sdk() -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:
+    """How the SDK cleans measurement attributes: 1.28+ in ``Measurement``, 1.27 not at all."""
+    from opentelemetry.sdk.metrics._internal.measurement import Measurement
+
+    if not hasattr(Measurement, "__post_init__"):
+        return dict
+    from opentelemetry.attributes import _clean_attribute_value
+
+    return lambda attributes: _clean_attribute_value(attributes, None)  # type: ignore[no-any-return]
+
+
+_clean = _clean_like_the_sdk()
 
 
 def histogram(
@@ -119,7 +143,10 @@ class LeanHistogram(metrics.Histogram):
             else:
                 self._sdk.record(amount, attributes, context)
             return
-        lean.record(amount, attributes, context)
+        try:
+            lean.record(amount, attributes, context)
+        except Exception as exc:
+            report_internal_error("lean histogram record", exc)
 
     def _resolve(self) -> _LeanState | None:
         """The lean state once the SDK instrument exists; None while it cannot be reproduced.
@@ -131,13 +158,16 @@ class LeanHistogram(metrics.Histogram):
             instrument = instrument._real_instrument
             if instrument is None:
                 return None
-        lean = None
-        try:
-            lean = _LeanState.of(instrument)
-        except Exception as exc:
-            report_internal_error("lean histogram", exc)
-        self._lean = lean
-        return lean
+        with _SETUP:
+            if self._lean is not _NOT_RESOLVED:
+                return self._lean
+            lean = None
+            try:
+                lean = _LeanState.of(instrument)
+            except Exception as exc:
+                report_internal_error("lean histogram", exc)
+            self._lean = lean
+            return lean
 
 
 class _Series:
@@ -166,12 +196,15 @@ class _Reader:
     ``interval`` holds what was recorded since the reader's last collection; ``known`` every
     attribute set seen, with the start time of its next point (cumulative: the first
     measurement; delta: the last collection) and, for a cumulative reader, its totals.
+    ``storage`` is the SDK's storage of the reader: a reader removed and added again gets a new
+    one, and starts afresh as the SDK starts it.
     """
 
-    __slots__ = ("delta", "interval", "known", "reader")
+    __slots__ = ("delta", "interval", "known", "reader", "storage")
 
-    def __init__(self, reader: Any, delta: bool) -> None:
+    def __init__(self, reader: Any, storage: Any, delta: bool) -> None:
         self.reader = reader
+        self.storage = storage
         self.delta = delta
         self.interval: dict[Hashable, _Series] = {}
         self.known: dict[Hashable, _Series] = {}
@@ -186,22 +219,22 @@ class _LeanState:
         pipeline: _Pipeline,
         boundaries: tuple[float, ...],
         record_min_max: bool,
+        views: bool,
     ) -> None:
         self.instrument = instrument
         self.pipeline = pipeline
         self.boundaries = boundaries
         self.buckets = len(boundaries) + 1
         self.record_min_max = record_min_max
+        self.views = views  # whether a View gives the buckets
         self.meter_config = getattr(instrument, "_meter_config", None)  # SDK 1.4x: may disable
-        self.views = False  # whether a View gives the buckets
         self.readers: list[_Reader] = []
-        self._reset()
-        if hasattr(os, "register_at_fork"):
-            # A forked child reports its own measurements only (see forksafe: every process
-            # has its own service.instance.id, so inherited counts would be counted twice).
-            os.register_at_fork(after_in_child=self._reset)
+        #: attribute set as recorded (its items) → (its series key, the cleaned attributes)
+        self.canonical: dict[Hashable, tuple[Hashable, Mapping[str, Any]]] = {}
+        self.lock = _raw_lock()
 
-    def _reset(self) -> None:
+    def forget(self) -> None:
+        """Drop every series (in a forked child: the parent's measurements are its own)."""
         self.lock = _raw_lock()
         for reader in self.readers:
             reader.interval.clear()
@@ -209,29 +242,24 @@ class _LeanState:
 
     @classmethod
     def of(cls, instrument: Any) -> _LeanState | None:
-        """The lean state for an SDK histogram, or None where its pipeline is not reproduced."""
+        """The lean state of an SDK histogram (one per instrument), or None where its
+        pipeline is not reproduced."""
         if not isinstance(instrument, SdkHistogram):
             return None
+        existing: _LeanState | None = instrument.__dict__.get("_difytrace_lean")
+        if existing is not None:
+            return existing
         pipeline = _Pipeline.of(getattr(instrument, "_measurement_consumer", None))
-        if pipeline is None:
+        buckets = None if pipeline is None else _buckets(instrument, pipeline)
+        if pipeline is None or buckets is None:
             return None
-        views = [view for view in pipeline.views if view._match(instrument)]
-        if len(views) > 1:
-            return None
-        if views:
-            shape = _bucket_view_shape(views[0])
-            if shape is None:
-                return None
-            boundaries, record_min_max = shape
-        elif not all(_default_aggregation(r, instrument) for r in pipeline.readers()):
-            return None
-        else:
-            advisory = getattr(instrument, "_advisory", None)
-            advised = getattr(advisory, "explicit_bucket_boundaries", None)
-            boundaries, record_min_max = tuple(advised or DEFAULT_BOUNDARIES), True
-        state = cls(instrument, pipeline, tuple(float(b) for b in boundaries), record_min_max)
-        state.views = bool(views)
+        boundaries, record_min_max, views = buckets
+        state = cls(instrument, pipeline, tuple(boundaries), record_min_max, views)
         pipeline.add(state)
+        setattr(instrument, "_difytrace_lean", state)  # noqa: B010 - one state per instrument
+        # Whoever else records into this instrument joins the same series: one stream.
+        instrument.record = state.record_guarded  # type: ignore[method-assign]
+        _STATES.add(state)
         return state
 
     def reader(self, reader: Any) -> _Reader | None:
@@ -241,21 +269,32 @@ class _LeanState:
                 return known
         return None
 
-    def sync(self, readers: list[Any]) -> None:
+    def sync(self, storages: Mapping[Any, Any]) -> None:
         """Follow the provider's readers: series for a new one, none for a removed one."""
         with self.lock:
-            kept = [known for known in self.readers if known.reader in readers]
-            for reader in readers:
-                if not any(known.reader is reader for known in kept):
-                    if not self.views and not _default_aggregation(reader, self.instrument):
-                        logger.warning(
-                            "difytrace: a reader added later asks for its own aggregation of "
-                            "%s; it gets explicit buckets",
-                            self.instrument.name,
-                        )
-                    temporality = reader._instrument_class_temporality.get(type(self.instrument))
-                    kept.append(_Reader(reader, temporality is AggregationTemporality.DELTA))
+            kept = [r for r in self.readers if storages.get(r.reader) is r.storage]
+            for reader, storage in storages.items():
+                if any(known.reader is reader for known in kept):
+                    continue
+                if not self.views and not _default_aggregation(reader, self.instrument):
+                    logger.warning(
+                        "difytrace: a reader added later asks for its own aggregation of "
+                        "%s; it gets explicit buckets",
+                        self.instrument.name,
+                    )
+                temporality = reader._instrument_class_temporality.get(type(self.instrument))
+                delta = temporality is AggregationTemporality.DELTA
+                kept.append(_Reader(reader, storage, delta))
             self.readers = kept
+
+    def record_guarded(
+        self, amount: int | float, attributes: Attributes = None, context: Context | None = None
+    ) -> None:
+        """:meth:`record` with the SDK instrument's signature, never raising into the caller."""
+        try:
+            self.record(amount, attributes, context)
+        except Exception as exc:
+            report_internal_error("lean histogram record", exc)
 
     def record(self, amount: float, attributes: Attributes, context: Context | None) -> None:
         config = self.meter_config
@@ -265,23 +304,26 @@ class _LeanState:
             self._refuse(amount)
             return
         try:
-            key = frozenset(attributes.items()) if attributes else _EMPTY_KEY
-        except TypeError:  # an unhashable value (a list): cleaned as the SDK cleans it
-            attributes = _hashable(attributes)
-            key = frozenset(attributes.items()) if attributes else _EMPTY_KEY
+            key: Hashable = frozenset(attributes.items()) if attributes else _EMPTY_KEY
+            canonical = self.canonical.get(key)
+        except (TypeError, AttributeError):  # an unhashable value, or not a mapping
+            key, canonical = None, None
+        if canonical is None:
+            canonical = self._canonical(key, attributes)
+        series_key, cleaned = canonical
         index = bisect_left(self.boundaries, amount)
         pipeline = self.pipeline
         if pipeline.consumer._reader_storages is not pipeline.synced:
             pipeline.sync()  # a reader was added or removed (SDK 1.3x+)
         exemplar = None
         if pipeline.exemplar_mode is not None:
-            exemplar = pipeline.exemplar(amount, bool(attributes), context)
+            exemplar = pipeline.exemplar(amount, bool(cleaned), context)
         record_min_max = self.record_min_max
         with self.lock:
             for reader in self.readers:
-                series = reader.interval.get(key)
+                series = reader.interval.get(series_key)
                 if series is None:
-                    series = self._new_series(reader, key, attributes)
+                    series = self._new_series(reader, series_key, cleaned)
                 series.counts[index] += 1
                 series.count += 1
                 series.sum += amount
@@ -291,18 +333,29 @@ class _LeanState:
                 if exemplar is not None:
                     series.exemplars[index] = exemplar
 
-    def _new_series(self, reader: _Reader, key: Hashable, attributes: Attributes) -> _Series:
+    def _canonical(
+        self, key: Hashable | None, attributes: Attributes
+    ) -> tuple[Hashable, Mapping[str, Any]]:
+        """The series key and cleaned attributes of an attribute set seen for the first time
+        (or of one that cannot be remembered: an unhashable value)."""
+        if attributes is not None and not isinstance(attributes, Mapping):
+            logger.warning(
+                "Invalid type '%s' for attributes. Expected a Mapping or None.", type(attributes)
+            )
+            attributes = None
+        cleaned = _clean(attributes) if attributes else {}
+        series_key = (
+            frozenset((k, _frozen(v)) for k, v in cleaned.items()) if cleaned else _EMPTY_KEY
+        )
+        canonical = (series_key, cleaned)
+        if key is not None:
+            self.canonical[key] = canonical
+        return canonical
+
+    def _new_series(self, reader: _Reader, key: Hashable, attributes: Mapping[str, Any]) -> _Series:
         known = reader.known.get(key)
         if known is None:
-            if len(reader.known) >= MAX_SERIES:
-                # Past the cardinality limit new attribute sets share one overflow series.
-                key, attributes = _OVERFLOW_KEY, OVERFLOW_ATTRIBUTES
-                known = reader.known.get(key)
-            if known is None:
-                known = reader.known[key] = _Series(dict(attributes or {}), self.buckets, time_ns())
-            series = reader.interval.get(key)
-            if series is not None:
-                return series
+            known = reader.known[key] = _Series(dict(attributes), self.buckets, time_ns())
         series = reader.interval[key] = _Series(known.attributes, self.buckets, known.start_ns)
         return series
 
@@ -311,7 +364,11 @@ class _LeanState:
         if math.isfinite(amount):
             logger.warning("Record amount must be non-negative on Histogram %s.", name)
         else:
-            logger.warning("Record amount %s is not finite on Histogram %s, ignored.", amount, name)
+            logger.warning(
+                "Record amount %s is not finite on Histogram %s, ignoring measurement.",
+                amount,
+                name,
+            )
 
     def collect(self, reader: Any, now: int) -> Metric | None:
         """This histogram's metric for ``reader`` at ``now``, or None without points."""
@@ -388,7 +445,7 @@ class _Pipeline:
     def __init__(self, consumer: Any) -> None:
         config = consumer._sdk_config
         self.consumer = consumer
-        self.resource = config.resource
+        self.config = config
         self.views = tuple(config.views)
         exemplar_filter = getattr(config, "exemplar_filter", None)
         mode = None if exemplar_filter is None else _FILTERS[type(exemplar_filter).__name__]
@@ -396,11 +453,10 @@ class _Pipeline:
         self.states: list[_LeanState] = []
         self.synced = consumer._reader_storages
         self._original = consumer.collect
-        merged = partial(_collect_merged, self)
-        consumer.collect = merged  # readers added later are handed this one
-        for reader in self.readers():
+        consumer.collect = self.collect  # readers added later are handed this one
+        for reader in self.storages():
             if getattr(reader, "_collect", None) == self._original:
-                reader._collect = merged
+                reader._collect = self.collect
 
     @classmethod
     def of(cls, consumer: Any) -> _Pipeline | None:
@@ -415,51 +471,52 @@ class _Pipeline:
             pipeline = consumer._difytrace_pipeline = cls(consumer)
         return pipeline
 
-    def readers(self) -> list[Any]:
-        return list(self.consumer._reader_storages)
+    def storages(self) -> Mapping[Any, Any]:
+        """The provider's readers and their SDK storages."""
+        return self.consumer._reader_storages  # type: ignore[no-any-return]
 
     def add(self, state: _LeanState) -> None:
-        state.sync(self.readers())
+        state.sync(self.storages())
         self.states = [*self.states, state]
 
     def sync(self) -> None:
         """Hand the provider's current readers to every histogram."""
-        storages = self.consumer._reader_storages
-        readers = list(storages)
-        for state in self.states:
-            state.sync(readers)
-        self.synced = storages
+        with _SETUP:
+            storages = self.consumer._reader_storages
+            for state in self.states:
+                state.sync(storages)
+            self.synced = storages
 
     def exemplar(
         self, amount: float, had_attributes: bool, context: Context | None
     ) -> _Exemplar | None:
         """The exemplar of a measurement, as the provider's exemplar filter decides."""
-        span_context = trace.get_current_span(context).get_span_context()
-        if span_context.is_valid:
-            if self.exemplar_mode == "trace" and not span_context.trace_flags.sampled:
+        span = trace.get_current_span(context)
+        if span is INVALID_SPAN:  # the SDK's test: no span in the context
+            if self.exemplar_mode == "trace":
                 return None
-            return (amount, time_ns(), span_context.span_id, span_context.trace_id, had_attributes)
-        if self.exemplar_mode == "trace":
+            return (amount, time_ns(), None, None, had_attributes)
+        span_context = span.get_span_context()
+        if self.exemplar_mode == "trace" and not span_context.trace_flags.sampled:
             return None
-        return (amount, time_ns(), None, None, had_attributes)
+        return (amount, time_ns(), span_context.span_id, span_context.trace_id, had_attributes)
 
     def collect(self, reader: Any, timeout_millis: float = 10_000) -> MetricsData | None:
         data: MetricsData | None = self._original(reader, timeout_millis=timeout_millis)
         try:
+            if self.consumer._reader_storages is not self.synced:
+                self.sync()
             now = time_ns()
             added: dict[Any, list[Metric]] = {}
             for state in self.states:
                 metric = state.collect(reader, now)
                 if metric is not None:
                     added.setdefault(state.instrument.instrumentation_scope, []).append(metric)
-            return _with_metrics(data, added, self.resource) if added else data
+            # The resource is read now: in a forked child the SDK gives it a new instance id.
+            return _with_metrics(data, added, self.config.resource) if added else data
         except Exception as exc:
             report_internal_error("lean histogram collect", exc)
             return data
-
-
-def _collect_merged(pipeline: _Pipeline, reader: Any, timeout_millis: float = 10_000) -> Any:
-    return pipeline.collect(reader, timeout_millis=timeout_millis)
 
 
 def _with_metrics(
@@ -489,6 +546,22 @@ def _with_metrics(
     return MetricsData(resource_metrics=[merged, *rest])
 
 
+def _buckets(instrument: Any, pipeline: _Pipeline) -> tuple[Sequence[float], bool, bool] | None:
+    """(boundaries, record_min_max, from a View) as the SDK aggregates ``instrument``, or None
+    where that is not an explicit-bucket histogram difytrace reproduces."""
+    views = [view for view in pipeline.views if view._match(instrument)]
+    if len(views) > 1:
+        return None
+    if views:
+        shape = _bucket_view_shape(views[0])
+        return None if shape is None else (*shape, True)
+    if not all(_default_aggregation(r, instrument) for r in pipeline.storages()):
+        return None
+    advisory = getattr(instrument, "_advisory", None)
+    advised = getattr(advisory, "explicit_bucket_boundaries", None)
+    return (advised if advised is not None else _sdk_default_boundaries()), True, False
+
+
 def _default_aggregation(reader: Any, instrument: Any) -> bool:
     aggregation = reader._instrument_class_aggregation.get(type(instrument))
     return isinstance(aggregation, DefaultAggregation)
@@ -506,17 +579,35 @@ def _bucket_view_shape(view: Any) -> tuple[Sequence[float], bool] | None:
         return None
     boundaries = aggregation._boundaries
     if boundaries is None:
-        boundaries = DEFAULT_BOUNDARIES
+        boundaries = _sdk_default_boundaries()
     return boundaries, bool(aggregation._record_min_max)
 
 
-def _hashable(attributes: Attributes) -> dict[str, Any]:
-    return {key: _freeze(value) for key, value in (attributes or {}).items()}
+def _frozen(value: Any) -> Hashable:
+    """A cleaned attribute value as part of a series key (lists and mappings made hashable)."""
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    return value  # type: ignore[no-any-return]
 
 
-def _freeze(value: Any) -> Any:
-    """A list as the tuple the SDK (1.28+) turns it into."""
-    return tuple(_freeze(v) for v in value) if isinstance(value, list | tuple) else value
+def _sdk_default_boundaries() -> Sequence[float]:
+    from opentelemetry.sdk.metrics._internal import aggregation
+
+    found = getattr(aggregation, "_DEFAULT_EXPLICIT_BUCKET_HISTOGRAM_AGGREGATION_BOUNDARIES", None)
+    return DEFAULT_BOUNDARIES if found is None else found  # 1.27: the same, as a default argument
+
+
+def _forget_all() -> None:
+    for state in list(_STATES):
+        state.forget()
+
+
+if hasattr(os, "register_at_fork"):
+    # A forked child reports its own measurements only (see forksafe: every process has its
+    # own service.instance.id, so inherited counts would be counted twice).
+    os.register_at_fork(after_in_child=_forget_all)
 
 
 def _raw_lock() -> Any:
