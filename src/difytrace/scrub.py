@@ -166,6 +166,7 @@ class Scrubber:
         self.max_attribute_bytes = max_attribute_bytes
         self.max_span_bytes = max_span_bytes
         self._memo: dict[str, str] = {}
+        self._pairs: dict[tuple[str, Any], Any] = {}
         self._secret_keys: dict[str, bool] = {}
 
     def redact(self, text: str) -> str:
@@ -223,20 +224,51 @@ class Scrubber:
     def attributes(self, attrs: Mapping[str, Any]) -> dict[str, Any] | None:
         """Scrubbed copy of ``attrs``, or None when nothing changed. Per attribute: an error
         drops that attribute only."""
+        out, changed, text = self._scrubbed(attrs, None)
+        if text * 4 > self.max_span_bytes:  # may not fit the span budget: share it out
+            budgets = self._budgets(attrs)
+            if budgets:
+                out, changed, _ = self._scrubbed(attrs, budgets)
+        return out if changed else None
+
+    def _scrubbed(
+        self, attrs: Mapping[str, Any], budgets: Mapping[str, int] | None
+    ) -> tuple[dict[str, Any], bool, int]:
+        """(scrubbed attributes, whether any changed, characters of text seen)."""
         out: dict[str, Any] = {}
         changed = False
-        budgets = self._budgets(attrs)
+        text = 0
+        # Without span budgets a short value's result depends on its key and value alone.
+        # Spans repeat the same pairs (models, routes, finish reasons), so one lookup stands
+        # for the key check, the redaction and the truncation.
+        pairs = self._pairs if budgets is None else None
         for key, value in attrs.items():
+            kind = type(value)
+            if kind is int or kind is float or kind is bool:
+                out[key] = value  # numbers and flags hold no text
+                continue
+            if kind is str:
+                text += len(value)
             try:
-                new = self.value(key, value, budgets.get(key))
+                if pairs is not None and (
+                    (kind is str and len(value) <= _MEMO_LEN) or _short_texts(value)
+                ):
+                    new = pairs.get((key, value))
+                    if new is None:
+                        new = self.value(key, value)
+                        if len(pairs) >= _MEMO_MAX:
+                            pairs.clear()
+                        pairs[key, value] = new
+                else:
+                    new = self.value(key, value, None if budgets is None else budgets.get(key))
             except Exception:  # fail safe: drop the value, keep the rest of the span
                 logger.debug("difytrace scrubber dropped attribute %s", key, exc_info=True)
                 changed = True
                 continue
-            if new is not value:
+            if new != value:
                 changed = True
             out[key] = new
-        return out if changed else None
+        return out, changed, text
 
     def _budgets(self, attrs: Mapping[str, Any]) -> dict[str, int]:
         try:
@@ -253,6 +285,11 @@ class Scrubber:
         except Exception:
             logger.debug("difytrace scrubber dropped a name or description", exc_info=True)
             return None
+
+
+def _short_texts(value: Any) -> bool:
+    """A few strings in a tuple (finish reasons): the SDK keeps a sequence of one type."""
+    return type(value) is tuple and 0 < len(value) <= 4 and type(value[0]) is str
 
 
 def _luhn_replacer(repl: str) -> Callable[[re.Match[str]], str]:

@@ -339,3 +339,31 @@ def test_values_without_an_anchor_skip_the_rules() -> None:
 def test_every_secret_key_word_is_redacted(word: str) -> None:
     """Each key word of the key=value rule, alone in a value, passes the anchor pre-filter."""
     assert Scrubber().redact(f"{word}=hunter2hunter2") == f"{word}={REDACTED}"
+
+
+def test_a_remembered_value_keeps_the_verdict_of_its_own_key() -> None:
+    scrubber = Scrubber()
+    for _ in range(2):
+        assert scrubber.attributes({"password": "hunter2"}) == {"password": REDACTED}
+        assert scrubber.attributes({"note": "hunter2"}) is None
+        assert scrubber.attributes({"note": "key=sk-" + "a" * 20}) == {"note": f"key={REDACTED}"}
+        assert scrubber.attributes({"password": ("a", "b")}) == {"password": (REDACTED, REDACTED)}
+        assert scrubber.attributes({"reasons": ("a", "b")}) is None
+
+
+def test_equal_clean_strings_of_later_spans_leave_them_unchanged() -> None:
+    scrubber = Scrubber()
+    # Each span's values are new string objects equal to earlier ones: no copy is needed.
+    for _ in range(3):
+        assert scrubber.attributes({"route": "".join(["/chat", "-messages"]), "n": 3}) is None
+
+
+def test_a_remembered_short_value_is_still_cut_to_a_span_budget() -> None:
+    scrubber = Scrubber(max_attribute_bytes=1000, max_span_bytes=1024)
+    short = "y" * 256
+    assert scrubber.attributes({"short": short}) is None  # alone it fits: remembered as is
+    crowded = {"short": short} | {f"big{i}": "x" * 900 for i in range(5)}
+    out = scrubber.attributes(crowded)
+    assert out is not None
+    assert len(out["short"].encode()) <= 1024 // 6
+    assert out["short"].endswith(scrub.TRUNCATED)
