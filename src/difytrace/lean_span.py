@@ -74,6 +74,18 @@ _FLAGS = {
 }
 
 
+def _texts(value: object) -> bool:
+    """A tuple or list of strings, short enough that checking every item costs little."""
+    return (
+        type(value) in _SEQUENCES
+        and len(value) <= 8  # type: ignore[arg-type]
+        and all(type(item) is str for item in value)  # type: ignore[attr-defined]
+    )
+
+
+_SEQUENCES = frozenset((tuple, list))
+
+
 class LeanTracer:
     """Starts spans like the SDK tracer it wraps; see the module docstring for what differs.
 
@@ -274,20 +286,40 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             self._bound()[key] = value
             return
         if type(value) not in PLAIN_VALUES or type(key) is not str or not key:
-            # The SDK's own check (sequences, bad keys, None), logged and counted as by it.
-            one = BoundedAttributes(None, immutable=False)
-            one[key] = value
-            self._dropped += one.dropped
-            if key not in one:
-                return
-            value = one[key]
+            if _texts(value) and type(key) is str and key:
+                value = tuple(cast(Sequence[str], value))  # what both SDKs make of it
+            else:
+                # The SDK's own check (other sequences, bad keys, None), logged and counted
+                # as by it.
+                one = BoundedAttributes(None, immutable=False)
+                one[key] = value
+                self._dropped += one.dropped
+                if key not in one:
+                    return
+                value = one[key]
         if key in attributes:
             del attributes[key]  # as in the SDK, a key set again becomes the newest
         attributes[key] = value
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
+        if self._end_time is not None:
+            logger.warning("Setting attribute on ended span.")  # once, as the SDK does
+            return
+        own = self._attributes
         for key, value in attributes.items():
-            self.set_attribute(key, value)
+            if (
+                type(value) in PLAIN_VALUES
+                and type(own) is dict
+                and len(own) < self._room
+                and type(key) is str
+                and key
+            ):
+                if key in own:
+                    del own[key]
+                own[key] = value
+            else:
+                self.set_attribute(key, value)
+                own = self._attributes  # bounded once the room is used up
 
     def add_event(
         self,

@@ -113,6 +113,7 @@ def _root_with_child(tracer: Any) -> None:
     )
     child.set_attribute("gen_ai.usage.input_tokens", 12)
     child.set_attributes({"tags": ["a", "b"], "counts": [1, 2], "bad": None, "": "no key"})
+    child.set_attributes({"reasons": ("stop",), "none": [], "mixed": ["a", 1], "n": 1.5})
     child.set_attribute(404, "not a key")  # type: ignore[arg-type]
     child.set_attribute("ok", False)  # set again: the newest key, as in the SDK
     child.add_event("first token", {"at": 1})
@@ -164,6 +165,7 @@ def test_span_limits_apply_as_in_the_sdk() -> None:
         span = tracer.start_span("s", attributes={"a": "long value", "b": 2, "c": 3})
         span.set_attribute("d", "abcdef")
         span.set_attribute("on_start", "again")  # set again at the limit: nothing evicted
+        span.set_attributes({"e": "xyz", "reasons": ("stop",)})
         span.add_event("e1", {"x": "xyz", "y": 1})
         span.add_event("e2")
         other = SpanContext(1, 2, is_remote=True)
@@ -173,7 +175,7 @@ def test_span_limits_apply_as_in_the_sdk() -> None:
 
     sdk, lean = _both(crowded, span_limits=limits)
     assert lean == sdk
-    assert lean[0]["attributes"] == {"d": "abc", "on_start": "aga"}
+    assert lean[0]["attributes"] == {"e": "xyz", "reasons": ("sto",)}
     assert lean[0]["dropped_events"] == 1
 
 
@@ -312,6 +314,21 @@ def test_ended_span_ignores_writes_and_a_second_end(caplog: pytest.LogCaptureFix
     assert lean == sdk
     assert len(lean) == 1
     assert "Calling end() on an ended span." in caplog.text
+
+
+def test_set_attributes_on_an_ended_span_warns_once_as_the_sdk(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    warnings = []
+    for lean in (False, True):
+        provider, _, _ = _provider()
+        tracer: Any = provider.get_tracer("scope")
+        span = (LeanTracer(tracer) if lean else tracer).start_span("s")
+        span.end()
+        caplog.clear()
+        span.set_attributes({"a": 1, "b": 2, "c": 3})
+        warnings.append(caplog.text.count("Setting attribute on ended span."))
+    assert warnings == [1, 1]
 
 
 def test_a_span_ended_from_many_threads_is_exported_once() -> None:
