@@ -7,6 +7,11 @@ the same SDK pipeline: a ``TracerProvider`` with a ``BatchSpanProcessor`` into a
 exporter, and a ``MeterProvider`` with an in-memory reader. Added cost = variant - bare of the
 same virtualenv, median of ``--repeat`` runs.
 
+The instruction counts (valgrind) export through a ``SimpleSpanProcessor`` instead: the same
+export work, in the calling thread. With the batch processor's thread, valgrind's serialised
+scheduling of two threads that hand the GIL to each other swung difytrace's count with the
+scrubber by 20k-106k a call between runs; a single thread gives the same count run after run.
+
 The peers are never installed into the project's environment: they go into throwaway venvs
 (``/tmp/bench-llm-venv`` and ``/tmp/bench-llm-venv-v2``, see ``VENV_PACKAGES``), created on
 first use with ``uv venv`` + ``uv pip install`` (needs the package index), with the same
@@ -61,13 +66,14 @@ MESSAGES = [{"role": "user", "content": "Say hello in a few words."}]
 
 
 # --- child side ---------------------------------------------------------------------------
-def _pipeline() -> tuple[object, object]:
+def _pipeline(synchronous: bool = False) -> tuple[object, object]:
     from opentelemetry import metrics, trace
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import (
         BatchSpanProcessor,
+        SimpleSpanProcessor,
         SpanExporter,
         SpanExportResult,
     )
@@ -82,7 +88,8 @@ def _pipeline() -> tuple[object, object]:
 
         exporter = ScrubbingSpanExporter(exporter, Scrubber())
     tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    processor = SimpleSpanProcessor if synchronous else BatchSpanProcessor
+    tracer_provider.add_span_processor(processor(exporter))
     trace.set_tracer_provider(tracer_provider)
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     metrics.set_meter_provider(meter_provider)
@@ -170,7 +177,7 @@ def child(variant: str, base_url: str, calls: int, streams: int) -> dict[str, fl
 
 def child_count(variant: str, base_url: str, what: str, count: int) -> None:
     """For :mod:`instructions`: set up, warm up, then ``count`` plain calls or streams."""
-    tracer_provider, _ = _pipeline()
+    tracer_provider, _ = _pipeline(synchronous=True)
     _instrument(variant)
     import openai
 

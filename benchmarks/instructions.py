@@ -4,8 +4,11 @@ CPU time on a shared 2-core machine swings by tens of percent with the load of w
 runs. valgrind's cachegrind (``--cache-sim=no``) counts the instructions a process executes,
 every thread included, and gives the same count run after run. The cost of one operation is
 ``(count(n) - count(0)) / n``: both runs do the same imports, set-up and warm-up, so only the
-``n`` operations differ. Instructions are not time (cache misses, syscalls and sleeping are
-not in them), so this is the second figure beside CPU time, not a replacement.
+``n`` operations differ. Both run under one hash seed (``PYTHONHASHSEED=0`` unless the caller
+sets one): with a random seed per process, dict and set layouts, and so the instructions of
+imports and set-up, differ between the two runs by more than a small ``n`` of operations cost
+(the LLM counts swung by ±50k a call). Instructions are not time (cache misses, syscalls and
+sleeping are not in them), so this is the second figure beside CPU time, not a replacement.
 
 A benchmark child that supports it takes ``--count N``: set up, warm up, run ``N`` operations,
 exit.
@@ -38,7 +41,7 @@ def count(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
             "--cachegrind-out-file=/dev/null",
             *argv,
         ],
-        env=dict(os.environ if env is None else env),
+        env={"PYTHONHASHSEED": "0", **(os.environ if env is None else env)},
         capture_output=True,
         text=True,
         check=False,
