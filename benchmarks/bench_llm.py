@@ -8,9 +8,9 @@ exporter, and a ``MeterProvider`` with an in-memory reader. Added cost = variant
 same virtualenv, median of ``--repeat`` runs.
 
 The instruction counts (valgrind) export through a ``SimpleSpanProcessor`` instead: the same
-export work, in the calling thread. With the batch processor's thread, valgrind's serialised
-scheduling of two threads that hand the GIL to each other swung difytrace's count with the
-scrubber by 20k-106k a call between runs; a single thread gives the same count run after run.
+export work, in the calling thread, so that no second thread's scheduling under valgrind enters
+the count. (The swings of 20k-106k a call seen before came mostly from a hash seed per process,
+now pinned by :mod:`instructions`.)
 
 The peers are never installed into the project's environment: they go into throwaway venvs
 (``/tmp/bench-llm-venv`` and ``/tmp/bench-llm-venv-v2``, see ``VENV_PACKAGES``), created on
