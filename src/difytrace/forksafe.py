@@ -41,7 +41,8 @@ from difytrace.export_health import HEALTH, batch_queue
 logger = logging.getLogger("difytrace")
 
 
-def _after_fork_in_child(callback: Callable[[], None]) -> None:
+def after_fork_in_child(callback: Callable[[], None]) -> None:
+    """Run ``callback`` in every child forked from now on (where the OS can fork)."""
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=callback)
 
@@ -181,7 +182,7 @@ class ProcessIdentity:
 
     def __init__(self) -> None:
         self._reset()
-        _after_fork_in_child(self._reset)
+        after_fork_in_child(self._reset)
 
     def _reset(self) -> None:
         self.instance_id = str(uuid.uuid4())
@@ -231,7 +232,7 @@ class ProcessLocalMetricReader(PeriodicExportingMetricReader):
         self._timeout_millis = timeout_millis
         self._process_thread: threading.Thread | None = None
         self._identity = identity
-        _after_fork_in_child(self._forget)
+        after_fork_in_child(self._forget)
 
     def _forget(self) -> None:
         self._process_thread = None

@@ -30,7 +30,6 @@ import _thread
 import dataclasses
 import logging
 import math
-import os
 import sys
 import threading
 import weakref
@@ -61,6 +60,7 @@ from opentelemetry.util.types import Attributes
 
 from difytrace import semconv
 from difytrace._guard import report_internal_error
+from difytrace.forksafe import after_fork_in_child
 
 logger = logging.getLogger(__name__)
 
@@ -604,10 +604,9 @@ def _forget_all() -> None:
         state.forget()
 
 
-if hasattr(os, "register_at_fork"):
-    # A forked child reports its own measurements only (see forksafe: every process has its
-    # own service.instance.id, so inherited counts would be counted twice).
-    os.register_at_fork(after_in_child=_forget_all)
+# A forked child reports its own measurements only (see forksafe: every process has its own
+# service.instance.id, so inherited counts would be counted twice).
+after_fork_in_child(_forget_all)
 
 
 def _raw_lock() -> Any:

@@ -74,6 +74,9 @@ _FLAGS = {
 }
 
 
+_SEQUENCES = frozenset((tuple, list))
+
+
 def _texts(value: object) -> bool:
     """A tuple or list of strings, short enough that checking every item costs little."""
     return (
@@ -81,9 +84,6 @@ def _texts(value: object) -> bool:
         and len(value) <= 8  # type: ignore[arg-type]
         and all(type(item) is str for item in value)  # type: ignore[attr-defined]
     )
-
-
-_SEQUENCES = frozenset((tuple, list))
 
 
 class LeanTracer:
