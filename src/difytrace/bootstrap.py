@@ -152,7 +152,8 @@ def setup_providers(settings: Settings, *, by: str) -> bool:
     """Install the tracer provider once per process; False when already done.
 
     The span processor and exporters are built, and the metric thread started, at the first
-    span of each process (see :mod:`difytrace.forksafe`).
+    span of each process (see :mod:`difytrace.forksafe`); gunicorn workers flush before they
+    exit (see :mod:`difytrace.instrumentation.gunicorn_exit`).
     """
     with _LOCK:
         if _STATE.configured_by is not None:
@@ -160,6 +161,9 @@ def setup_providers(settings: Settings, *, by: str) -> bool:
             return False
         _STATE.settings = settings
         _STATE.configured_by = by
+        from difytrace.instrumentation.gunicorn_exit import flush_when_workers_exit  # imports us
+
+        flush_when_workers_exit()
         if _has_sdk_provider(trace.get_tracer_provider()):
             return True
         resource = build_resource(settings)

@@ -41,7 +41,7 @@ from difytrace.export_health import HEALTH, batch_queue
 logger = logging.getLogger("difytrace")
 
 
-def after_fork_in_child(callback: Callable[[], None]) -> None:
+def after_fork_in_child(callback: Callable[[], object]) -> None:
     """Run ``callback`` in every child forked from now on (where the OS can fork)."""
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=callback)

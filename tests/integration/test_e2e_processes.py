@@ -207,6 +207,26 @@ def test_spans_are_flushed_at_sigterm(pool: str, tmp_path: Path) -> None:
         assert len({s.trace_id for s in spans if s.kind != "INTERNAL"}) == 1
 
 
+def test_gunicorn_workers_flush_before_interpreter_shutdown(tmp_path: Path) -> None:
+    """Spans and metrics leave in gunicorn's worker_exit hook: nothing is left for atexit,
+    which the app here cuts short (Python 3.12 refuses the thread an atexit export may need)."""
+    with OTLPReceiver() as receiver:
+        port = free_port()
+        api = _gunicorn(
+            receiver,
+            tmp_path,
+            port,
+            "e2e-no-atexit",
+            OTEL_BSP_SCHEDULE_DELAY=FLUSH_ONLY_AT_EXIT,
+            OTEL_METRIC_EXPORT_INTERVAL=FLUSH_ONLY_AT_EXIT,
+            E2E_NOTHING_AT_EXIT="1",
+        )
+        _post(port, "/apps/exit/chat-messages")
+        _assert_clean_exit(api)
+        receiver.wait_for(count=2, predicate=lambda s: s.kind in {"SERVER", "PRODUCER"}, timeout=10)
+        receiver.wait_for_metric(semconv.HTTP_SERVER_DURATION.name, timeout=10)
+
+
 def test_preload_master_hands_nothing_live_to_workers(tmp_path: Path) -> None:
     """The master makes a span before forking; workers still export their own, cleanly."""
     with OTLPReceiver() as receiver:
