@@ -27,7 +27,6 @@ from difytrace.testing import SpanCapture, sum_value
 
 SIGNALS = (
     "before_task_publish",
-    "after_task_publish",
     "task_prerun",
     "task_failure",
     "task_retry",
@@ -90,6 +89,9 @@ def test_instrument_and_uninstrument_are_symmetric_and_idempotent() -> None:
     instrumentor.instrument()  # a second call is a no-op
     after = receiver_counts()
     assert {name: after[name] - before[name] for name in SIGNALS} == dict.fromkeys(SIGNALS, 1)
+    # The publish span ends in the Celery.send_task wrapper: a signal with no receiver is one
+    # Celery's dispatch skips.
+    assert not any("difytrace" in str(key) for key, _ in signals.after_task_publish.receivers)
     instrumentor.uninstrument()
     instrumentor.uninstrument()
     assert receiver_counts() == before
@@ -282,6 +284,31 @@ def test_a_publish_that_raises_ends_its_span_with_the_error(
     published = span_capture.metrics()[semconv.CELERY_TASK_PUBLISHED.name]
     keys = {semconv.CELERY_TASK_NAME: "unit.add", semconv.MESSAGING_DESTINATION_NAME: "unit-q"}
     assert sum_value(published, keys) == 1  # only the message that left
+
+
+@pytest.mark.usefixtures("instrumented")
+def test_a_publish_from_a_before_publish_receiver_ends_both_spans(
+    app: Celery, span_capture: SpanCapture
+) -> None:
+    inner: list[Any] = []
+
+    def audit(sender: str | None = None, **_: Any) -> None:
+        if sender == "unit.add":  # after difytrace's receiver: the outer span is pending
+            inner.append(app.tasks["unit.fail"].apply_async())
+
+    signals.before_task_publish.connect(audit, weak=False, dispatch_uid="unit-audit")
+    try:
+        outer = app.tasks["unit.add"].apply_async((1, 2))
+    finally:
+        signals.before_task_publish.disconnect(dispatch_uid="unit-audit")
+    spans = {s.name: s for s in span_capture.spans() if s.kind == "PRODUCER"}
+    assert set(spans) == {"send unit.add", "send unit.fail"}
+    assert spans["send unit.add"].attributes[semconv.MESSAGING_MESSAGE_ID] == outer.id
+    assert spans["send unit.fail"].attributes[semconv.MESSAGING_MESSAGE_ID] == inner[0].id
+    published = span_capture.metrics()[semconv.CELERY_TASK_PUBLISHED.name]
+    for task in ("unit.add", "unit.fail"):
+        keys = {semconv.CELERY_TASK_NAME: task, semconv.MESSAGING_DESTINATION_NAME: "unit-q"}
+        assert sum_value(published, keys) == 1
 
 
 @pytest.mark.usefixtures("instrumented")

@@ -35,7 +35,6 @@ def _connections(hooks: CeleryHooks) -> list[tuple[str, Callable[..., None]]]:
     """(signal name in ``celery.signals``, handler) for every hook difytrace installs."""
     return [
         ("before_task_publish", hooks.before_publish),
-        ("after_task_publish", hooks.after_publish),
         ("task_prerun", hooks.prerun),
         ("task_failure", hooks.failure),
         ("task_retry", hooks.retry),
