@@ -1,11 +1,16 @@
 """CPU cost of Celery instrumentation: bare Celery, contrib opentelemetry-instrumentation-celery,
 and difytrace, measured in one run on the local Redis.
 
-* **publish**: CPU µs per ``apply_async`` to Redis (no worker), in the publishing process
-  (``time.process_time``, so the span processor's thread is counted too);
+* **publish**: CPU µs per ``apply_async`` to Redis (to a queue no worker reads), in the
+  publishing process (``time.process_time``, so the span processor's thread is counted too);
 * **round trip**: CPU µs per task published and run on a real solo worker: the client's
   process time plus the worker's (``/proc/<pid>/stat``), over a batch that ends when the
   worker has run it all.
+
+Every variant's client and worker run at once, and batches are taken in turns across the
+variants, the best of each kept: the machine's load drifts by more than the differences
+measured, and in turns it hits every variant alike (one variant after the other, the
+worker column swung by ±30 µs a task between runs).
 
 Each variant runs in its own subprocesses, with the same SDK setup for both instrumentations
 (batch span processor, an exporter that drops, a meter provider with a reader that never
@@ -14,7 +19,7 @@ exports), so only the instrumentation differs. Run: ``python benchmarks/bench_ce
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import subprocess
 import sys
@@ -31,13 +36,11 @@ import instructions
 HERE = Path(__file__).parent
 BROKER = os.environ.get("BENCH_CELERY_BROKER", "redis://127.0.0.1:6379/11")
 VARIANTS = ("bare", "contrib", "difytrace")
-# Per batch; each child measures BATCHES batches and keeps its quietest; REPEATS interleaved
-# runs of every variant, the best kept. The worker's CPU is read in clock ticks (10 ms), so a
-# task batch must take well over a second of worker CPU.
-PUBLISHES = int(os.environ.get("BENCH_CELERY_PUBLISHES", "300"))
-TASKS = int(os.environ.get("BENCH_CELERY_TASKS", "400"))
-BATCHES = int(os.environ.get("BENCH_CELERY_BATCHES", "4"))
-REPEATS = int(os.environ.get("BENCH_CELERY_REPEATS", "2"))
+# Per batch; ROUNDS batches of every variant, in turns, the quietest kept. The worker's CPU is
+# read in clock ticks (10 ms), so a task batch must take well over a second of worker CPU.
+PUBLISHES = int(os.environ.get("BENCH_CELERY_PUBLISHES", "1000"))
+TASKS = int(os.environ.get("BENCH_CELERY_TASKS", "2000"))
+ROUNDS = int(os.environ.get("BENCH_CELERY_ROUNDS", "8"))
 INPROC_ROUNDS = int(os.environ.get("BENCH_CELERY_INPROC_ROUNDS", "20"))
 INPROC_BATCH = 500
 WARMUP = 200
@@ -105,21 +108,6 @@ def _cpu() -> float:
     return time.process_time()
 
 
-def child_publish(variant: str, queue: str) -> dict[str, float]:
-    """CPU µs per publish: the quietest of ``BATCHES`` batches (no worker consumes ``queue``;
-    it is deleted afterwards). The minimum filters out the other processes of a busy machine."""
-    setup_variant(variant)
-    for _ in range(WARMUP):
-        noop.apply_async(queue=queue)
-    per_batch = []
-    for _ in range(BATCHES):
-        start = _cpu()
-        for _ in range(PUBLISHES):
-            noop.apply_async(queue=queue)
-        per_batch.append((_cpu() - start) / PUBLISHES * 1e6)
-    return {"publish_us": min(per_batch)}
-
-
 def _proc_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -131,17 +119,25 @@ def _batch(queue: str, count: int) -> None:
     assert mark.apply_async(queue=queue).get(timeout=120) == "done"
 
 
-def child_roundtrip(variant: str, queue: str, worker_pid: int) -> dict[str, float]:
-    """Client and worker CPU µs per task: the quietest of ``BATCHES`` batches of ``TASKS``."""
+def child_redis(variant: str, queue: str) -> None:
+    """Serves batches on request, as :func:`child_inproc`: a line ``publish`` publishes
+    ``PUBLISHES`` tasks to a queue nobody consumes (``{queue}-unread``), a line ``trip`` runs
+    a batch of ``TASKS`` through the variant's worker on ``queue``; CPU µs per task out."""
     setup_variant(variant)
+    unread = f"{queue}-unread"
+    for _ in range(WARMUP):
+        noop.apply_async(queue=unread)
     _batch(queue, WARMUP)
-    clients, workers = [], []
-    for _ in range(BATCHES):
-        worker_start, client_start = _proc_cpu(worker_pid), _cpu()
-        _batch(queue, TASKS)
-        clients.append((_cpu() - client_start) / TASKS * 1e6)
-        workers.append((_proc_cpu(worker_pid) - worker_start) / TASKS * 1e6)
-    return {"client_us": min(clients), "worker_us": min(workers)}
+    print("ready", flush=True)
+    for line in sys.stdin:
+        start = _cpu()
+        if line.strip() == "publish":
+            for _ in range(PUBLISHES):
+                noop.apply_async(queue=unread)
+            print((_cpu() - start) / PUBLISHES * 1e6, flush=True)
+        else:
+            _batch(queue, TASKS)
+            print((_cpu() - start) / TASKS * 1e6, flush=True)
 
 
 def _inproc_task() -> Any:
@@ -266,19 +262,6 @@ def _env(variant: str, queue: str, role: str) -> dict[str, str]:
     return env
 
 
-def _run_child(args: list[str], env: dict[str, str]) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, str(Path(__file__)), *args],
-        env=env,
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
-
-
 def _start_worker(variant: str, queue: str, log: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "celery", "-A", "bench_celery:app", "worker", "-P", "solo"]
     command += ["-Q", queue, "-n", f"{queue}@%h", "-l", "WARNING"]
@@ -290,22 +273,58 @@ def _start_worker(variant: str, queue: str, log: Path) -> subprocess.Popen[bytes
     return worker
 
 
-def measure(variant: str, tmp: Path) -> dict[str, float]:
-    """One repetition of both measurements for ``variant``."""
-    queue = f"bench-{variant}-{uuid.uuid4().hex[:8]}"
-    result = _run_child(["--child", "publish", variant, queue], _env(variant, queue, "client"))
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_delete(queue)
-    worker = _start_worker(variant, queue, tmp / f"{queue}.log")
-    try:
-        result |= _run_child(
-            ["--child", "roundtrip", variant, queue, str(worker.pid)],
-            _env(variant, queue, "client"),
+def measure_redis(tmp: Path) -> dict[str, dict[str, float]]:
+    """CPU µs per publish to Redis and per task round trip (client + solo worker) of every
+    variant: the best of ``ROUNDS`` batches, taken in turns across the variants' clients and
+    workers, all running at once (so drifts of the machine's load hit every variant alike)."""
+    queues = {variant: f"bench-{variant}-{uuid.uuid4().hex[:8]}" for variant in VARIANTS}
+    workers = {v: _start_worker(v, q, tmp / f"{q}.log") for v, q in queues.items()}
+    clients = {
+        variant: subprocess.Popen(
+            [sys.executable, str(Path(__file__)), "--child", "redis", variant, queue],
+            env=_env(variant, queue, "client"),
+            cwd=HERE,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
+        for variant, queue in queues.items()
+    }
+    best = {v: dict.fromkeys(("publish_us", "client_us", "worker_us"), math.inf) for v in VARIANTS}
+    try:
+        for variant, client in clients.items():
+            assert client.stdout is not None
+            if client.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the {variant} client did not start")
+        for round_ in range(ROUNDS):
+            order = VARIANTS[round_ % len(VARIANTS) :] + VARIANTS[: round_ % len(VARIANTS)]
+            for variant in order:
+                client, worker = clients[variant], workers[variant]
+                assert client.stdin is not None
+                assert client.stdout is not None
+                client.stdin.write("publish\n")
+                client.stdin.flush()
+                row = best[variant]
+                row["publish_us"] = min(row["publish_us"], float(client.stdout.readline()))
+                worker_start = _proc_cpu(worker.pid)
+                client.stdin.write("trip\n")
+                client.stdin.flush()
+                row["client_us"] = min(row["client_us"], float(client.stdout.readline()))
+                worker_us = (_proc_cpu(worker.pid) - worker_start) / TASKS * 1e6
+                row["worker_us"] = min(row["worker_us"], worker_us)
     finally:
-        worker.terminate()
-        worker.wait(30)
-    return result
+        for client in clients.values():
+            assert client.stdin is not None
+            client.stdin.close()
+            client.wait(timeout=60)
+        for worker in workers.values():
+            worker.terminate()
+            worker.wait(30)
+        with app.connection_for_write() as connection:
+            for queue in queues.values():
+                connection.default_channel.queue_delete(f"{queue}-unread")
+                connection.default_channel.queue_delete(queue)
+    return best
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
@@ -382,19 +401,15 @@ def table_instructions(results: dict[str, dict[str, float]]) -> str:
 
 
 def main() -> None:
-    """Measure every variant ``REPEATS`` times, interleaved, and print the table."""
+    """Measure every variant, batches taken in turns across them, and print the tables."""
     import tempfile
 
-    runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="bench-celery-") as tmp:
-        for _ in range(REPEATS):
-            for variant in VARIANTS:  # interleaved, so machine load drifts hit all alike
-                runs[variant].append(measure(variant, Path(tmp)))
-    best = {v: {k: min(r[k] for r in rs) for k in rs[0]} for v, rs in runs.items()}
+        best = measure_redis(Path(tmp))
     quiet = measure_inproc()
     print(
-        f"CPU per operation, best batch of {BATCHES} x {PUBLISHES} publishes and of {BATCHES} x "
-        f"{TASKS} tasks, best of {REPEATS} interleaved runs; Redis on 127.0.0.1, solo worker:\n"
+        f"CPU per operation, best of {ROUNDS} batches of {PUBLISHES} publishes and of {TASKS} "
+        "tasks, taken in turns across the variants; Redis on 127.0.0.1, solo workers:\n"
     )
     print(table(best))
     print(
@@ -413,14 +428,10 @@ def _child(argv: list[str]) -> None:
     if kind == "count":
         child_count(variant, queue, int(rest[0]))
         return
-    if kind == "publish":
-        result = child_publish(variant, queue)
+    if kind == "redis":
+        child_redis(variant, queue)
     elif kind == "inproc":
         child_inproc(variant)
-        return
-    else:
-        result = child_roundtrip(variant, queue, int(rest[0]))
-    print(json.dumps(result))
 
 
 if __name__ == "__main__":
