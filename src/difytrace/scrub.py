@@ -136,6 +136,7 @@ _SAFE_KEYS = frozenset(
     }
 )
 _MEMO_MAX = 4096
+_DROPPED = object()  # an attribute the scrubber failed on: left out of the copy
 _MEMO_LEN = 256  # user agents, routes, model names: values repeated span after span
 
 
@@ -224,19 +225,25 @@ class Scrubber:
     def attributes(self, attrs: Mapping[str, Any]) -> dict[str, Any] | None:
         """Scrubbed copy of ``attrs``, or None when nothing changed. Per attribute: an error
         drops that attribute only."""
-        out, changed, text = self._scrubbed(attrs, None)
+        changes, text = self._changes(attrs, None)
         if text * 4 > self.max_span_bytes:  # may not fit the span budget: share it out
             budgets = self._budgets(attrs)
             if budgets:
-                out, changed, _ = self._scrubbed(attrs, budgets)
-        return out if changed else None
+                changes, _ = self._changes(attrs, budgets)
+        if changes is None:
+            return None
+        return {
+            key: changes.get(key, value)
+            for key, value in attrs.items()
+            if changes.get(key) is not _DROPPED
+        }
 
-    def _scrubbed(
+    def _changes(
         self, attrs: Mapping[str, Any], budgets: Mapping[str, int] | None
-    ) -> tuple[dict[str, Any], bool, int]:
-        """(scrubbed attributes, whether any changed, characters of text seen)."""
-        out: dict[str, Any] = {}
-        changed = False
+    ) -> tuple[dict[str, Any] | None, int]:
+        """(the new value of every attribute that changes, or ``_DROPPED``; None when none
+        does, characters of text seen). Most spans change nothing: no copy is made for them."""
+        changes: dict[str, Any] | None = None
         text = 0
         # Without span budgets a short value's result depends on its key and value alone.
         # Spans repeat the same pairs (models, routes, finish reasons), so one lookup stands
@@ -244,11 +251,12 @@ class Scrubber:
         pairs = self._pairs if budgets is None else None
         for key, value in attrs.items():
             kind = type(value)
-            if kind is int or kind is float or kind is bool:
-                out[key] = value  # numbers and flags hold no text
-                continue
             if kind is str:
                 text += len(value)
+            elif kind is int or kind is float or kind is bool:
+                continue  # numbers and flags hold no text
+            if key in _SAFE_KEYS:
+                continue
             try:
                 if pairs is not None and (
                     (kind is str and len(value) <= _MEMO_LEN) or _short_texts(value)
@@ -263,12 +271,12 @@ class Scrubber:
                     new = self.value(key, value, None if budgets is None else budgets.get(key))
             except Exception:  # fail safe: drop the value, keep the rest of the span
                 logger.debug("difytrace scrubber dropped attribute %s", key, exc_info=True)
-                changed = True
-                continue
-            if new != value:
-                changed = True
-            out[key] = new
-        return out, changed, text
+                new = _DROPPED
+            if new is not value and new != value:
+                if changes is None:
+                    changes = {}
+                changes[key] = new
+        return changes, text
 
     def _budgets(self, attrs: Mapping[str, Any]) -> dict[str, int]:
         try:
