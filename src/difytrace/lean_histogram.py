@@ -68,6 +68,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_BOUNDARIES: tuple[float, ...] = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0)
 DEFAULT_BOUNDARIES += (500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0, 10000.0)
 _EMPTY_KEY: frozenset[Any] = frozenset()
+#: Label sets remembered by identity per histogram (callers cache theirs: bounded there too).
+_SHARED_MAX = 1024
 _HAS_EXEMPLARS = "exemplars" in {f.name for f in dataclasses.fields(HistogramDataPoint)}
 _NOT_RESOLVED: Any = object()
 #: Resolving a histogram and wiring a provider's collection happen once each, under this lock.
@@ -145,6 +147,23 @@ class LeanHistogram(metrics.Histogram):
             return
         try:
             lean.record(amount, attributes, context)
+        except Exception as exc:
+            report_internal_error("lean histogram record", exc)
+
+    def record_shared(self, amount: int | float, attributes: Mapping[str, Any]) -> None:
+        """:meth:`record` for a label set its caller keeps and never mutates (a cached dict).
+
+        It is recognised by identity, so its items are not hashed into a key at every record
+        (0.6 µs for seven attributes; an LLM call records three such sets).
+        """
+        lean = self._lean
+        if lean is _NOT_RESOLVED:
+            lean = self._resolve()
+        if lean is None:
+            self._sdk.record(amount, attributes)
+            return
+        try:
+            lean.record(amount, attributes, None, shared=True)
         except Exception as exc:
             report_internal_error("lean histogram record", exc)
 
@@ -231,6 +250,8 @@ class _LeanState:
         self.readers: list[_Reader] = []
         #: attribute set as recorded (its items) → (its series key, the cleaned attributes)
         self.canonical: dict[Hashable, tuple[Hashable, Mapping[str, Any]]] = {}
+        #: id of a label set recorded with record_shared → (the set, its canonical pair)
+        self.shared: dict[int, tuple[Any, tuple[Hashable, Mapping[str, Any]]]] = {}
         self.lock = _raw_lock()
 
     def forget(self) -> None:
@@ -296,21 +317,24 @@ class _LeanState:
         except Exception as exc:
             report_internal_error("lean histogram record", exc)
 
-    def record(self, amount: float, attributes: Attributes, context: Context | None) -> None:
+    def record(
+        self,
+        amount: float,
+        attributes: Attributes,
+        context: Context | None,
+        shared: bool = False,
+    ) -> None:
         config = self.meter_config
         if config is not None and not config.is_enabled:
             return
         if not (0 <= amount < math.inf):
             self._refuse(amount)
             return
-        try:
-            key: Hashable = frozenset(attributes.items()) if attributes else _EMPTY_KEY
-            canonical = self.canonical.get(key)
-        except (TypeError, AttributeError):  # an unhashable value, or not a mapping
-            key, canonical = None, None
-        if canonical is None:
-            canonical = self._canonical(key, attributes)
-        series_key, cleaned = canonical
+        known = self.shared.get(id(attributes)) if shared else None
+        if known is not None and known[0] is attributes:
+            series_key, cleaned = known[1]
+        else:
+            series_key, cleaned = self._canonical_of(attributes, shared)
         index = bisect_left(self.boundaries, amount)
         pipeline = self.pipeline
         if pipeline.consumer._reader_storages is not pipeline.synced:
@@ -332,6 +356,24 @@ class _LeanState:
                     series.max = max(series.max, amount)
                 if exemplar is not None:
                     series.exemplars[index] = exemplar
+
+    def _canonical_of(
+        self, attributes: Attributes, shared: bool
+    ) -> tuple[Hashable, Mapping[str, Any]]:
+        """The series key and cleaned attributes of ``attributes``, found by their items."""
+        try:
+            key: Hashable = frozenset(attributes.items()) if attributes else _EMPTY_KEY
+            canonical = self.canonical.get(key)
+        except (TypeError, AttributeError):  # an unhashable value, or not a mapping
+            key, canonical = None, None
+        if canonical is None:
+            canonical = self._canonical(key, attributes)
+        if shared:
+            if len(self.shared) >= _SHARED_MAX:
+                self.shared.clear()
+            # Held strongly: while it is here, no other object can take its id.
+            self.shared[id(attributes)] = (attributes, canonical)
+        return canonical
 
     def _canonical(
         self, key: Hashable | None, attributes: Attributes

@@ -604,3 +604,43 @@ def test_counter_and_histogram_of_the_plain_sdk_are_unaffected() -> None:
         for m in sm.metrics
     )
     assert names == ["lean", "plain"]
+
+
+class SharedPair(Pair):
+    """Records into the LeanHistogram through ``record_shared``, as difytrace's instrumentations
+    do with their cached label sets."""
+
+    def record(self, amount: float, attributes: Any = None) -> None:
+        self.sdk.record(amount, attributes)
+        self.lean.record_shared(amount, attributes)
+
+
+@pytest.mark.parametrize("tracer", [None, SAMPLED], ids=["no-span", "sampled"])
+def test_shared_label_sets_give_the_same_points(tracer: Any) -> None:
+    api = {"route": "/chat", "status": 200}
+    same_content = {"route": "/chat", "status": 200}
+    colored = {"color": Color.RED}  # cleaned once, when first seen
+    steps: list[Step] = [
+        [(0.5, api), (2, api), (3, same_content)],
+        [(1, colored), (0.2, api)],
+        [(7, colored), (9, {"route": "/other"})],
+    ]
+    _run(SharedPair((CUMULATIVE, DELTA)), tracer, steps)
+
+
+def test_shared_label_sets_past_the_bound_stay_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Sets dropped by their caller: once the bound clears the map, a new set may reuse a
+    # freed one's id, and must not be taken for it.
+    monkeypatch.setattr(lean_histogram, "_SHARED_MAX", 2)
+    steps: list[Step] = [[(i, {"n": i % 3})] for i in range(12)]
+    _run(SharedPair(), steps=steps)
+
+
+def test_shared_records_reach_the_sdk_where_it_aggregates() -> None:
+    pair = SharedPair(
+        views=lambda: [
+            View(instrument_name="h", aggregation=ExponentialBucketHistogramAggregation())
+        ]
+    )
+    _run(pair, steps=[[(1, {"a": "x"}), (2, {"a": "x"})]])
+    assert pair.lean._lean is None

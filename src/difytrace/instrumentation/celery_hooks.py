@@ -35,13 +35,13 @@ from typing import Any, NamedTuple, TypeVar
 from celery.exceptions import Retry
 from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.metrics import Meter
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from difytrace import semconv
 from difytrace._guard import report_internal_error
-from difytrace.lean_histogram import histogram
+from difytrace.lean_histogram import LeanHistogram, histogram
 from difytrace.lean_span import LeanTracer
 from difytrace.observed_sums import ObservedSums
 from difytrace.propagation import inject_into
@@ -126,8 +126,8 @@ class CeleryHooks:
         self._tracer = LeanTracer(tracer)
         self._allowed = frozenset(baggage_keys)
         self._fields = tuple(propagate.get_global_textmap().fields)
-        self._queue_wait: Histogram | None = None
-        self._duration: Histogram | None = None
+        self._queue_wait: LeanHistogram | None = None
+        self._duration: LeanHistogram | None = None
         if meter is not None:
             spec = semconv.CELERY_TASK_PUBLISHED
             meter.create_observable_counter(
@@ -240,7 +240,9 @@ class CeleryHooks:
             )
             # After the span: bootstrap installs the meter provider at a process's first span.
             if wait is not None and self._queue_wait is not None:
-                self._queue_wait.record(wait, self._metric_attributes(task_name, destination))
+                self._queue_wait.record_shared(
+                    wait, self._metric_attributes(task_name, destination)
+                )
             token = context.attach(trace.set_span_in_context(span, parent))
             run = _Run(span, token, message_id, task_name, destination)
             run.outer = _running.set(run)
@@ -298,7 +300,7 @@ class CeleryHooks:
             run.span.set_attribute(semconv.CELERY_TASK_STATE, outcome)
             run.span.end()
             if self._duration is not None:
-                self._duration.record(
+                self._duration.record_shared(
                     time.perf_counter() - run.started,
                     self._duration_attributes(run.task_name, run.destination, outcome),
                 )

@@ -12,7 +12,7 @@ import threading
 from typing import Any, NamedTuple
 
 from difytrace import semconv
-from difytrace.lean_histogram import histogram
+from difytrace.lean_histogram import LeanHistogram, histogram
 from difytrace.observed_sums import ObservedSums
 
 
@@ -24,9 +24,9 @@ class CostTotals(ObservedSums):
 class Instruments(NamedTuple):
     """What :class:`~difytrace.instrumentation.llm.telemetry.Telemetry` records into."""
 
-    duration: Any
-    tokens: Any
-    time_to_first_chunk: Any
+    duration: LeanHistogram
+    tokens: LeanHistogram
+    time_to_first_chunk: LeanHistogram
     cost: CostTotals
 
 

@@ -14,6 +14,7 @@ reused (:class:`_Labels`), the cost counter is summed in-process and observed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
@@ -173,7 +174,10 @@ class Telemetry:
             span.set_status(Status(StatusCode.ERROR, f"{kind}: {exc}"[:1024]))
             metric_attrs = {**metric_attrs, semconv.ERROR_TYPE: kind}
         span.set_attributes(attrs)
-        self._duration.record(duration, metric_attrs)
+        if metric_attrs is labels.base:
+            self._duration.record_shared(duration, metric_attrs)
+        else:
+            self._duration.record(duration, metric_attrs)
         if exc is None:
             self._record_usage(inv, labels, cost)
         span.end()
@@ -236,19 +240,21 @@ class Telemetry:
             g.FIRST_CHUNK_EVENT, {g.RESPONSE_TIME_TO_FIRST_CHUNK: ttfc}, timestamp=wall_ns
         )
         if inv.stream:
-            self._ttfc.record(ttfc, metric_attrs)
+            self._ttfc.record_shared(ttfc, metric_attrs)  # the cached labels.base
 
     def _record_usage(self, inv: Invocation, labels: _Labels, cost: float | None) -> None:
         if inv.usage_estimated:  # the estimate flag only then: one label less on every record
             flagged = {**labels.base, g.USAGE_ESTIMATED: "true"}
             input_attrs = {**flagged, g.TOKEN_TYPE: g.TOKEN_TYPE_INPUT}
             output_attrs = {**flagged, g.TOKEN_TYPE: g.TOKEN_TYPE_OUTPUT}
+            record: Callable[[float, Mapping[str, Any]], None] = self._tokens.record
         else:
             input_attrs, output_attrs = labels.input, labels.output
+            record = self._tokens.record_shared  # cached label sets, never mutated
         if inv.input_tokens is not None:
-            self._tokens.record(inv.input_tokens, input_attrs)
+            record(inv.input_tokens, input_attrs)
         if inv.output_tokens is not None:
-            self._tokens.record(inv.output_tokens, output_attrs)
+            record(inv.output_tokens, output_attrs)
         if cost:
             self._cost.add(cost, labels.key, labels.base)
         if self.rollup is not None:
