@@ -251,6 +251,51 @@ def measure_instructions() -> dict[str, dict[str, float]]:
     return found
 
 
+def _worker_instructions(variant: str, tasks: int) -> int:
+    """Instructions of a solo worker of ``variant`` that runs ``tasks`` tasks from Redis and
+    stops (valgrind): the tasks are queued first, by this process, uninstrumented."""
+    queue = f"bench-count-{variant}-{uuid.uuid4().hex[:8]}"
+    for _ in range(tasks):
+        noop.apply_async(queue=queue)
+    done = mark.apply_async(queue=queue)
+    command = [sys.executable, "-m", "celery", "-A", "bench_celery:app", "worker", "-P", "solo"]
+    command += ["-Q", queue, "-n", f"{queue}@%h", "-l", "WARNING"]
+    command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    env = {"PYTHONHASHSEED": "0", **_env(variant, queue, "worker")}
+    valgrind = ["valgrind", "--tool=cachegrind", "--cache-sim=no"]
+    valgrind += ["--cachegrind-out-file=/dev/null"]
+    worker = subprocess.Popen(
+        [*valgrind, *command],
+        env=env,
+        cwd=HERE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        done.get(timeout=900)
+    finally:
+        worker.terminate()  # valgrind passes SIGTERM on: a warm shutdown
+        _, stderr = worker.communicate(timeout=300)
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(queue)
+    found = instructions.I_REFS.search(stderr)
+    if found is None:
+        raise RuntimeError(f"the {variant} worker failed under valgrind:\n{stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def measure_worker_instructions(tasks: int = 1000) -> dict[str, float]:
+    """Instructions per task of a real solo worker (Redis, prefetch, acks, result backend
+    calls included): ``(count(tasks) - count(0)) / tasks`` for each variant."""
+    if not instructions.available():
+        return {}
+    return {
+        variant: (_worker_instructions(variant, tasks) - _worker_instructions(variant, 0)) / tasks
+        for variant in VARIANTS
+    }
+
+
 # --- orchestration ---------------------------------------------------------------------------
 
 
@@ -421,6 +466,14 @@ def main() -> None:
     if counted:
         print("\nThe same in-process paths in instructions (valgrind; load cannot move them):\n")
         print(table_instructions(counted))
+        worker = measure_worker_instructions()
+        bare = worker["bare"]
+        added = {v: worker[v] - bare for v in VARIANTS}
+        print(
+            f"\nA real solo worker, per task from Redis: bare {bare / 1000:.0f}k instructions, "
+            f"contrib +{added['contrib'] / 1000:.0f}k, difytrace +{added['difytrace'] / 1000:.0f}k "
+            f"(**{added['difytrace'] / added['contrib']:.2f}x**)"
+        )
 
 
 def _child(argv: list[str]) -> None:

@@ -23,7 +23,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-_I_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+I_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
 def available() -> bool:
@@ -46,7 +46,7 @@ def count(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
         text=True,
         check=False,
     )
-    found = _I_REFS.search(done.stderr)
+    found = I_REFS.search(done.stderr)
     if done.returncode != 0 or found is None:
         raise RuntimeError(f"{' '.join(argv)} failed under valgrind:\n{done.stderr[-2000:]}")
     return int(found.group(1).replace(",", ""))
