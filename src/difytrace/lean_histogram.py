@@ -352,10 +352,8 @@ class _LeanState:
                 series.count += 1
                 series.sum += amount
                 if record_min_max:
-                    if amount < series.min:
-                        series.min = amount
-                    if amount > series.max:
-                        series.max = amount
+                    series.min = min(series.min, amount)
+                    series.max = max(series.max, amount)
                 if exemplar is not None:
                     series.exemplars[index] = exemplar
 
