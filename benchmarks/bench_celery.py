@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,41 +172,61 @@ def child_inproc(variant: str) -> None:
         print((_cpu() - start) / INPROC_BATCH * 1e6, flush=True)
 
 
+class _Servers:
+    """One serving child per variant (:func:`child_inproc`, :func:`child_redis`), asked for
+    batches in turns: each round starts with the next variant, so drifts of the machine's
+    speed hit every variant alike."""
+
+    def __init__(self, kind: str, queues: dict[str, str]) -> None:
+        self.children = {
+            variant: subprocess.Popen(
+                [sys.executable, str(Path(__file__)), "--child", kind, variant, queue],
+                env=_env(variant, queue, "client"),
+                cwd=HERE,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for variant, queue in queues.items()
+        }
+
+    def __enter__(self) -> _Servers:
+        for variant, child in self.children.items():
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the {variant} {' '.join(map(str, child.args))} did not start")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for child in self.children.values():
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=60)
+
+    def in_turns(self, rounds: int) -> Iterator[str]:
+        """The variants, ``rounds`` times, each round starting one further."""
+        for round_ in range(rounds):
+            yield from VARIANTS[round_ % len(VARIANTS) :] + VARIANTS[: round_ % len(VARIANTS)]
+
+    def ask(self, variant: str, request: str) -> float:
+        """CPU µs per operation of one batch of ``request`` in ``variant``'s child."""
+        child = self.children[variant]
+        assert child.stdin is not None
+        assert child.stdout is not None
+        child.stdin.write(request + "\n")
+        child.stdin.flush()
+        return float(child.stdout.readline())
+
+
 def measure_inproc() -> dict[str, dict[str, float]]:
     """CPU µs per in-process publish and run of every variant: the best of ``INPROC_ROUNDS``
     batches, taken in turns across the variants' processes."""
-    children = {
-        variant: subprocess.Popen(
-            [sys.executable, str(Path(__file__)), "--child", "inproc", variant, "-"],
-            env=_env(variant, "-", "client"),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for variant in VARIANTS
-    }
-    best = {v: {"inproc_publish_us": float("inf"), "inproc_run_us": float("inf")} for v in VARIANTS}
-    try:
-        for variant, child in children.items():
-            assert child.stdout is not None
-            if child.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"the {variant} child did not start")
-        for round_ in range(INPROC_ROUNDS):
-            order = VARIANTS[round_ % len(VARIANTS) :] + VARIANTS[: round_ % len(VARIANTS)]
-            for variant in order:
-                child = children[variant]
-                assert child.stdin is not None
-                assert child.stdout is not None
-                for path in ("publish", "run"):
-                    child.stdin.write(path + "\n")
-                    child.stdin.flush()
-                    key = f"inproc_{path}_us"
-                    best[variant][key] = min(best[variant][key], float(child.stdout.readline()))
-    finally:
-        for child in children.values():
-            assert child.stdin is not None
-            child.stdin.close()
-            child.wait(timeout=30)
+    best = {v: {"inproc_publish_us": math.inf, "inproc_run_us": math.inf} for v in VARIANTS}
+    with _Servers("inproc", dict.fromkeys(VARIANTS, "-")) as servers:
+        for variant in servers.in_turns(INPROC_ROUNDS):
+            for path in ("publish", "run"):
+                key = f"inproc_{path}_us"
+                best[variant][key] = min(best[variant][key], servers.ask(variant, path))
     return best
 
 
@@ -324,44 +344,17 @@ def measure_redis(tmp: Path) -> dict[str, dict[str, float]]:
     workers, all running at once (so drifts of the machine's load hit every variant alike)."""
     queues = {variant: f"bench-{variant}-{uuid.uuid4().hex[:8]}" for variant in VARIANTS}
     workers = {v: _start_worker(v, q, tmp / f"{q}.log") for v, q in queues.items()}
-    clients = {
-        variant: subprocess.Popen(
-            [sys.executable, str(Path(__file__)), "--child", "redis", variant, queue],
-            env=_env(variant, queue, "client"),
-            cwd=HERE,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for variant, queue in queues.items()
-    }
     best = {v: dict.fromkeys(("publish_us", "client_us", "worker_us"), math.inf) for v in VARIANTS}
     try:
-        for variant, client in clients.items():
-            assert client.stdout is not None
-            if client.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"the {variant} client did not start")
-        for round_ in range(ROUNDS):
-            order = VARIANTS[round_ % len(VARIANTS) :] + VARIANTS[: round_ % len(VARIANTS)]
-            for variant in order:
-                client, worker = clients[variant], workers[variant]
-                assert client.stdin is not None
-                assert client.stdout is not None
-                client.stdin.write("publish\n")
-                client.stdin.flush()
-                row = best[variant]
-                row["publish_us"] = min(row["publish_us"], float(client.stdout.readline()))
+        with _Servers("redis", queues) as servers:
+            for variant in servers.in_turns(ROUNDS):
+                row, worker = best[variant], workers[variant]
+                row["publish_us"] = min(row["publish_us"], servers.ask(variant, "publish"))
                 worker_start = _proc_cpu(worker.pid)
-                client.stdin.write("trip\n")
-                client.stdin.flush()
-                row["client_us"] = min(row["client_us"], float(client.stdout.readline()))
+                row["client_us"] = min(row["client_us"], servers.ask(variant, "trip"))
                 worker_us = (_proc_cpu(worker.pid) - worker_start) / TASKS * 1e6
                 row["worker_us"] = min(row["worker_us"], worker_us)
     finally:
-        for client in clients.values():
-            assert client.stdin is not None
-            client.stdin.close()
-            client.wait(timeout=60)
         for worker in workers.values():
             worker.terminate()
             worker.wait(30)
