@@ -10,7 +10,7 @@ publish time into the message headers; :meth:`CeleryHooks.send_task`, a wrapper 
 ``Celery.send_task`` (the one caller of Celery's message sender), ends it when the send
 returns, or with the error when it raises (Celery sends no signal then). Ending it there
 rather than in ``after_task_publish`` leaves that signal without a receiver, which Celery's
-dispatch skips: a sixth of difytrace's cost per publish. The span is not made current: a
+dispatch skips (~12k of ~150k instructions a publish). The span is not made current: a
 publish that raises would otherwise leave it attached to the caller's context.
 
 When ``opentelemetry-instrumentation-celery`` is instrumented in the process too (Dify's
