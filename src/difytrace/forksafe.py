@@ -139,8 +139,7 @@ class DeferredSpanProcessor(SpanProcessor):
         self._delegate: SpanProcessor | None = None
         self._queue: collections.deque[Any] | None = None
         self._lock = threading.Lock()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._forget)
+        after_fork_in_child(self._forget)
 
     def _forget(self) -> None:
         # The parent's processor and its queue belong to the parent.

@@ -8,12 +8,13 @@ same cumulative series. Used for the Celery published count and the LLM cost.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
+
+from difytrace.forksafe import after_fork_in_child
 
 #: Past this many attribute sets, new ones are summed into one overflow series, as the SDK
 #: does with its cardinality limit (tenant ids come from baggage: not bounded by difytrace).
@@ -38,8 +39,7 @@ class ObservedSums:
     def __init__(self, max_series: int | None = None) -> None:
         self._max_series = max_series
         self._reset()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._reset)
+        after_fork_in_child(self._reset)
 
     def _reset(self) -> None:
         self._lock = threading.Lock()

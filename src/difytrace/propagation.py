@@ -33,9 +33,7 @@ class _Default(NamedTuple):
 
 
 def _inspect(textmap: TextMapPropagator) -> _Default:
-    parts = list(getattr(textmap, "_propagators", ()))
-    if type(textmap) is not CompositePropagator:
-        parts = [textmap]
+    parts = list(textmap._propagators) if type(textmap) is CompositePropagator else [textmap]
     w3c = bool(parts) and type(parts[0]) is TraceContextTextMapPropagator
     if len(parts) == 1:
         return _Default(textmap, w3c, None)

@@ -136,8 +136,8 @@ _SAFE_KEYS = frozenset(
     }
 )
 _MEMO_MAX = 4096
-_DROPPED = object()  # an attribute the scrubber failed on: left out of the copy
 _MEMO_LEN = 256  # user agents, routes, model names: values repeated span after span
+_DROPPED = object()  # an attribute the scrubber failed on: left out of the copy
 
 
 class Scrubber:
