@@ -4,13 +4,13 @@ and difytrace, measured in one run on the local Redis.
 * **publish**: CPU µs per ``apply_async`` to Redis (to a queue no worker reads), in the
   publishing process (``time.process_time``, so the span processor's thread is counted too);
 * **round trip**: CPU µs per task published and run on a real solo worker: the client's
-  process time plus the worker's (``/proc/<pid>/stat``), over a batch that ends when the
-  worker has run it all.
+  publish of a batch while the worker is stopped, plus the worker's CPU (``/proc/<pid>/stat``)
+  while it then runs the batch alone (see :func:`measure_redis`).
 
-Every variant's client and worker run at once, and batches are taken in turns across the
-variants, the best of each kept: the machine's load drifts by more than the differences
-measured, and in turns it hits every variant alike (one variant after the other, the
-worker column swung by ±30 µs a task between runs).
+Batches are taken in turns across the variants, the best of each process kept, and the median
+of that over several sets of fresh processes reported: the machine's load drifts by more than
+the differences measured (in turns it hits every variant alike), and one process's figures
+stay off by up to ±10 µs for its whole life.
 
 Each variant runs in its own subprocesses, with the same SDK setup for both instrumentations
 (batch span processor, an exporter that drops, a meter provider with a reader that never
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -40,7 +42,8 @@ VARIANTS = ("bare", "contrib", "difytrace")
 # read in clock ticks (10 ms), so a task batch must take well over a second of worker CPU.
 PUBLISHES = int(os.environ.get("BENCH_CELERY_PUBLISHES", "1000"))
 TASKS = int(os.environ.get("BENCH_CELERY_TASKS", "2000"))
-ROUNDS = int(os.environ.get("BENCH_CELERY_ROUNDS", "8"))
+ROUNDS = int(os.environ.get("BENCH_CELERY_ROUNDS", "5"))
+GENERATIONS = int(os.environ.get("BENCH_CELERY_GENERATIONS", "3"))
 INPROC_ROUNDS = int(os.environ.get("BENCH_CELERY_INPROC_ROUNDS", "20"))
 INPROC_BATCH = 500
 WARMUP = 200
@@ -113,31 +116,35 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _batch(queue: str, count: int) -> None:
-    for _ in range(count):
-        noop.apply_async(queue=queue)
-    assert mark.apply_async(queue=queue).get(timeout=120) == "done"
-
-
 def child_redis(variant: str, queue: str) -> None:
-    """Serves batches on request, as :func:`child_inproc`: a line ``publish`` publishes
-    ``PUBLISHES`` tasks to a queue nobody consumes (``{queue}-unread``), a line ``trip`` runs
-    a batch of ``TASKS`` through the variant's worker on ``queue``; CPU µs per task out."""
+    """Serves batches on request, as :func:`child_inproc`. A line ``publish`` publishes
+    ``PUBLISHES`` tasks to a queue nobody consumes (``{queue}-unread``); ``fill`` publishes
+    ``TASKS`` tasks and a closing ``mark`` to the variant's worker on ``queue`` (the parent has
+    stopped it); both answer CPU µs per publish. ``drain`` waits until the worker has run that
+    batch (the parent has let it go on and reads its CPU time)."""
     setup_variant(variant)
     unread = f"{queue}-unread"
     for _ in range(WARMUP):
         noop.apply_async(queue=unread)
-    _batch(queue, WARMUP)
+    for _ in range(WARMUP):
+        noop.apply_async(queue=queue)
+    assert mark.apply_async(queue=queue).get(timeout=120) == "done"
     print("ready", flush=True)
+    closing = None
     for line in sys.stdin:
+        request = line.strip()
+        if request == "drain":
+            assert closing is not None
+            assert closing.get(timeout=600) == "done"
+            print("done", flush=True)
+            continue
+        target, count = (unread, PUBLISHES) if request == "publish" else (queue, TASKS)
         start = _cpu()
-        if line.strip() == "publish":
-            for _ in range(PUBLISHES):
-                noop.apply_async(queue=unread)
-            print((_cpu() - start) / PUBLISHES * 1e6, flush=True)
-        else:
-            _batch(queue, TASKS)
-            print((_cpu() - start) / TASKS * 1e6, flush=True)
+        for _ in range(count):
+            noop.apply_async(queue=target)
+        print((_cpu() - start) / count * 1e6, flush=True)
+        if request == "fill":
+            closing = mark.apply_async(queue=queue)
 
 
 def _inproc_task() -> Any:
@@ -209,13 +216,15 @@ class _Servers:
             yield from VARIANTS[round_ % len(VARIANTS) :] + VARIANTS[: round_ % len(VARIANTS)]
 
     def ask(self, variant: str, request: str) -> float:
-        """CPU µs per operation of one batch of ``request`` in ``variant``'s child."""
+        """CPU µs per operation of one batch of ``request`` in ``variant``'s child (NaN for a
+        request that measures nothing)."""
         child = self.children[variant]
         assert child.stdin is not None
         assert child.stdout is not None
         child.stdin.write(request + "\n")
         child.stdin.flush()
-        return float(child.stdout.readline())
+        answer = child.stdout.readline().strip()
+        return math.nan if answer == "done" else float(answer)
 
 
 def measure_inproc() -> dict[str, dict[str, float]]:
@@ -230,12 +239,29 @@ def measure_inproc() -> dict[str, dict[str, float]]:
     return best
 
 
-def child_count(variant: str, path: str, operations: int) -> None:
-    """For :mod:`instructions`: the in-process ``path`` (publish or run), ``operations`` times
-    after the set-up and warm-up of :func:`child_inproc`."""
+def child_fill(variant: str, queue: str, tasks: int) -> None:
+    """Publishes ``tasks`` tasks and a closing ``mark`` to ``queue`` as ``variant``'s client
+    and prints the mark's task id."""
     setup_variant(variant)
-    task = _inproc_task()
-    call = task.apply_async if path == "publish" else task.apply
+    for _ in range(tasks):
+        noop.apply_async(queue=queue)
+    print(mark.apply_async(queue=queue).id, flush=True)
+
+
+def child_count(variant: str, path: str, operations: int) -> None:
+    """For :mod:`instructions`: ``path`` ``operations`` times after the set-up and warm-up of
+    :func:`child_inproc` (``publish``, ``run``) or :func:`child_redis` (``redis``: a publish to
+    the real broker, to a queue of this child's own that nobody reads, deleted at the end)."""
+    setup_variant(variant)
+    if path == "redis":
+        queue = f"bench-count-{variant}-{uuid.uuid4().hex[:8]}"
+
+        def call() -> None:
+            noop.apply_async(queue=queue)
+
+    else:
+        task = _inproc_task()
+        call = task.apply_async if path == "publish" else task.apply
     for _ in range(WARMUP):
         call()
     for _ in range(operations):
@@ -244,10 +270,14 @@ def child_count(variant: str, path: str, operations: int) -> None:
         from opentelemetry import trace
 
         trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
+    if path == "redis":
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(queue)
 
 
 def measure_instructions() -> dict[str, dict[str, float]]:
-    """Instructions per in-process publish and run of every variant (valgrind; {} without)."""
+    """Instructions per in-process publish and run, and per publish to Redis, of every
+    variant (valgrind; {} without)."""
     if not instructions.available():
         return {}
     found: dict[str, dict[str, float]] = {}
@@ -266,18 +296,25 @@ def measure_instructions() -> dict[str, dict[str, float]]:
                 ],
                 env=env,
             )
-            for path in ("publish", "run")
+            for path in ("publish", "run", "redis")
         }
     return found
 
 
 def _worker_instructions(variant: str, tasks: int) -> int:
     """Instructions of a solo worker of ``variant`` that runs ``tasks`` tasks from Redis and
-    stops (valgrind): the tasks are queued first, by this process, uninstrumented."""
+    stops (valgrind): the tasks are queued first by a client of the same variant, so that
+    they carry its headers (trace context, publish time) as in production."""
     queue = f"bench-count-{variant}-{uuid.uuid4().hex[:8]}"
-    for _ in range(tasks):
-        noop.apply_async(queue=queue)
-    done = mark.apply_async(queue=queue)
+    filled = subprocess.run(
+        [sys.executable, str(Path(__file__)), "--child", "fill", variant, queue, str(tasks)],
+        env=_env(variant, queue, "client"),
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    done = app.AsyncResult(filled.stdout.strip())
     command = [sys.executable, "-m", "celery", "-A", "bench_celery:app", "worker", "-P", "solo"]
     command += ["-Q", queue, "-n", f"{queue}@%h", "-l", "WARNING"]
     command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
@@ -339,9 +376,24 @@ def _start_worker(variant: str, queue: str, log: Path) -> subprocess.Popen[bytes
 
 
 def measure_redis(tmp: Path) -> dict[str, dict[str, float]]:
-    """CPU µs per publish to Redis and per task round trip (client + solo worker) of every
-    variant: the best of ``ROUNDS`` batches, taken in turns across the variants' clients and
-    workers, all running at once (so drifts of the machine's load hit every variant alike)."""
+    """CPU µs per publish to Redis and per task round trip of every variant: the median over
+    ``GENERATIONS`` sets of fresh processes of each set's best of ``ROUNDS`` batches.
+
+    A round trip is the client's publish of a batch to the variant's solo worker, stopped
+    meanwhile (SIGSTOP), then the worker running the batch alone: neither competes with the
+    other for the machine's two cores (with both running, they and Redis crowd two cores and
+    the columns measured the crowding). Batches are taken in turns across the variants; fresh
+    processes per generation, because one process's figures stay off by up to ±10 µs for its
+    whole life (memory layout, hash seed)."""
+    keys = ("publish_us", "client_us", "worker_us")
+    generations = [_measure_redis_once(tmp) for _ in range(GENERATIONS)]
+    return {
+        variant: {key: statistics.median(g[variant][key] for g in generations) for key in keys}
+        for variant in VARIANTS
+    }
+
+
+def _measure_redis_once(tmp: Path) -> dict[str, dict[str, float]]:
     queues = {variant: f"bench-{variant}-{uuid.uuid4().hex[:8]}" for variant in VARIANTS}
     workers = {v: _start_worker(v, q, tmp / f"{q}.log") for v, q in queues.items()}
     best = {v: dict.fromkeys(("publish_us", "client_us", "worker_us"), math.inf) for v in VARIANTS}
@@ -350,8 +402,13 @@ def measure_redis(tmp: Path) -> dict[str, dict[str, float]]:
             for variant in servers.in_turns(ROUNDS):
                 row, worker = best[variant], workers[variant]
                 row["publish_us"] = min(row["publish_us"], servers.ask(variant, "publish"))
-                worker_start = _proc_cpu(worker.pid)
-                row["client_us"] = min(row["client_us"], servers.ask(variant, "trip"))
+                worker.send_signal(signal.SIGSTOP)
+                try:
+                    row["client_us"] = min(row["client_us"], servers.ask(variant, "fill"))
+                    worker_start = _proc_cpu(worker.pid)
+                finally:
+                    worker.send_signal(signal.SIGCONT)
+                servers.ask(variant, "drain")
                 worker_us = (_proc_cpu(worker.pid) - worker_start) / TASKS * 1e6
                 row["worker_us"] = min(row["worker_us"], worker_us)
     finally:
@@ -415,26 +472,32 @@ def table_inproc(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(rows)
 
 
-def table_instructions(results: dict[str, dict[str, float]]) -> str:
-    """Thousands of instructions per in-process publish and run, and the overhead ratios."""
-    bare = results["bare"]
-    rows = [
-        "| variant | publish k instr | added | run k instr | added |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    added = {}
-    for variant in VARIANTS:
-        r = results[variant]
-        pub = r["publish_instr"] - bare["publish_instr"]
-        run = r["run_instr"] - bare["run_instr"]
-        added[variant] = (pub, run)
-        extra = ("-", "-") if variant == "bare" else (f"+{pub / 1000:.0f}", f"+{run / 1000:.0f}")
-        rows.append(
-            f"| {variant} | {r['publish_instr'] / 1000:.0f} | {extra[0]} | "
-            f"{r['run_instr'] / 1000:.0f} | {extra[1]} |"
+def table_instructions(results: dict[str, dict[str, float]], worker: dict[str, float]) -> str:
+    """Thousands of instructions per operation and the overhead ratios: in-process publish and
+    run, publish to Redis, and the round trip on a real solo worker (the publish to Redis plus
+    the worker's instructions per task)."""
+    figures = {
+        variant: (
+            *(row[c] for c in ("publish_instr", "run_instr", "redis_instr")),
+            row["redis_instr"] + worker[variant],
         )
-    (cp, cr), (dp, dr) = added["contrib"], added["difytrace"]
-    rows.append(f"| **difytrace / contrib added** | | **{dp / cp:.2f}** | | **{dr / cr:.2f}** |")
+        for variant, row in results.items()
+    }
+    rows = [
+        "| variant | publish (memory://) | added | run (Task.apply) | added "
+        "| publish to Redis | added | round trip, client + worker | added |",
+        "| --- |" + " ---: |" * 8,
+    ]
+    added = {v: [f - b for f, b in zip(figures[v], figures["bare"], strict=True)] for v in VARIANTS}
+    for variant in VARIANTS:
+        cells = []
+        for figure, extra in zip(figures[variant], added[variant], strict=True):
+            cells.append(f"{figure / 1000:,.0f}k")
+            cells.append("-" if variant == "bare" else f"+{extra / 1000:,.0f}k")
+        rows.append(f"| {variant} | " + " | ".join(cells) + " |")
+    ratios = zip(added["difytrace"], added["contrib"], strict=True)
+    cells = [f"**{ours / theirs:.2f}x**" for ours, theirs in ratios]
+    rows.append("| **difytrace / contrib added** | | " + " | | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -457,16 +520,12 @@ def main() -> None:
     print(table_inproc(quiet))
     counted = measure_instructions()
     if counted:
-        print("\nThe same in-process paths in instructions (valgrind; load cannot move them):\n")
-        print(table_instructions(counted))
-        worker = measure_worker_instructions()
-        bare = worker["bare"]
-        added = {v: worker[v] - bare for v in VARIANTS}
         print(
-            f"\nA real solo worker, per task from Redis: bare {bare / 1000:.0f}k instructions, "
-            f"contrib +{added['contrib'] / 1000:.0f}k, difytrace +{added['difytrace'] / 1000:.0f}k "
-            f"(**{added['difytrace'] / added['contrib']:.2f}x**)"
+            "\nThe same paths in instructions per operation (valgrind; load cannot move them). "
+            "The round trip is the publish to Redis plus a real solo worker's instructions per "
+            "task (1,000 tasks from Redis: prefetch, acks and result backend calls included):\n"
         )
+        print(table_instructions(counted, measure_worker_instructions()))
 
 
 def _child(argv: list[str]) -> None:
@@ -474,7 +533,9 @@ def _child(argv: list[str]) -> None:
     if kind == "count":
         child_count(variant, queue, int(rest[0]))
         return
-    if kind == "redis":
+    if kind == "fill":
+        child_fill(variant, queue, int(rest[0]))
+    elif kind == "redis":
         child_redis(variant, queue)
     elif kind == "inproc":
         child_inproc(variant)

@@ -39,7 +39,7 @@ from time import time_ns
 from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.context import Context
+from opentelemetry.context import Context, get_current
 from opentelemetry.metrics._internal.instrument import _ProxyHistogram
 from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics.export import (
@@ -60,6 +60,7 @@ from opentelemetry.util.types import Attributes
 
 from difytrace import semconv
 from difytrace._guard import report_internal_error
+from difytrace.context_keys import SPAN_KEY
 from difytrace.forksafe import after_fork_in_child
 
 logger = logging.getLogger(__name__)
@@ -529,8 +530,10 @@ class _Pipeline:
         self, amount: float, had_attributes: bool, context: Context | None
     ) -> _Exemplar | None:
         """The exemplar of a measurement, as the provider's exemplar filter decides."""
-        span = trace.get_current_span(context)
-        if span is INVALID_SPAN:  # the SDK's test: no span in the context
+        # trace.get_current_span(context), read from the context in one lookup.
+        span = (context if context is not None else get_current()).get(SPAN_KEY)
+        if span is None or span is INVALID_SPAN or not isinstance(span, trace.Span):
+            # the SDK's test: no span in the context
             if self.exemplar_mode == "trace":
                 return None
             return (amount, time_ns(), None, None, had_attributes)

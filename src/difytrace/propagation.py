@@ -15,13 +15,15 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any, NamedTuple
 
-from opentelemetry import baggage, propagate, trace
+from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.context import Context
+from opentelemetry.context import Context, get_current
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from difytrace.context_keys import BAGGAGE_KEY
 
 
 class _Default(NamedTuple):
@@ -68,5 +70,7 @@ def inject_into(
         )
         if span_context.trace_state:
             headers["tracestate"] = span_context.trace_state.to_header()
-    if known.baggage is not None and baggage.get_all(baggage_context):
-        known.baggage.inject(headers, baggage_context)
+    if known.baggage is not None:
+        ctx = baggage_context if baggage_context is not None else get_current()
+        if ctx.get(BAGGAGE_KEY):
+            known.baggage.inject(headers, ctx)

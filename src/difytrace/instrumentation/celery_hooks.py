@@ -30,17 +30,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar, Token
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, NamedTuple, TypeVar
 
 from celery.exceptions import Retry
 from opentelemetry import baggage, context, propagate, trace
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.metrics import Meter
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from difytrace import semconv
 from difytrace._guard import report_internal_error
+from difytrace.context_keys import BAGGAGE_KEY, instrumentation_suppressed
 from difytrace.lean_histogram import LeanHistogram, histogram
 from difytrace.lean_span import LeanTracer
 from difytrace.observed_sums import ObservedSums
@@ -54,6 +55,17 @@ _ATTR_CACHE_MAX = 1024
 class _Pending(NamedTuple):
     span: Span
     count_key: tuple[str, str]
+    count_attributes: Mapping[str, str]
+
+
+class _Shape(NamedTuple):
+    """What every span of one operation on one task and queue shares (built once)."""
+
+    name: str
+    attributes: Mapping[str, Any]
+    #: The metric attributes of that task and queue (one object per shape: histogram
+    #: records find their label set by identity).
+    metric_attributes: Mapping[str, str]
 
 
 #: Messages published per (task, destination), observed: see :mod:`difytrace.observed_sums`.
@@ -103,6 +115,7 @@ class _RequestGetter(Getter[Any]):
 
 
 _GETTER = _RequestGetter()
+_NO_ENTRIES: Mapping[str, object] = MappingProxyType({})
 _T = TypeVar("_T")
 _pending: ContextVar[_Pending | None] = ContextVar("difytrace_celery_publish", default=None)
 _running: ContextVar[_Run | None] = ContextVar("difytrace_celery_run", default=None)
@@ -169,8 +182,7 @@ class CeleryHooks:
                 _fail_span(pending.span, error)
             pending.span.end()
             if error is None:
-                task_name, destination = key = pending.count_key
-                _PUBLISHED.add(1, key, self._metric_attributes(task_name, destination))
+                _PUBLISHED.add(1, pending.count_key, pending.count_attributes)
         except Exception as exc:
             report_internal_error("celery.send_task", exc)
 
@@ -184,7 +196,8 @@ class CeleryHooks:
     ) -> None:
         """``before_task_publish``: PRODUCER span, context and publish time into the headers."""
         try:
-            if not is_instrumentation_enabled():
+            ctx = context.get_current()  # read once: span, baggage and suppression come from it
+            if instrumentation_suppressed(ctx):
                 return  # inside suppress_instrumentation() (e.g. the ops_trace outbox)
             if contrib_instrumented():
                 return
@@ -192,18 +205,19 @@ class CeleryHooks:
                 return  # task protocol 1 (Celery 3): not supported
             task_name = str(headers.get("task") or sender)
             destination = routing_key or exchange or ""
-            task_id = str(headers["id"])
-            name, template = self._template(semconv.CELERY_SEND_OPERATION, task_name, destination)
-            attributes = dict(template)
-            attributes[semconv.MESSAGING_MESSAGE_ID] = task_id
+            shape = self._shape(semconv.CELERY_SEND_OPERATION, task_name, destination)
+            attributes = dict(shape.attributes)
+            attributes[semconv.MESSAGING_MESSAGE_ID] = str(headers["id"])
             attributes[semconv.CELERY_TASK_RETRIES] = int(headers.get("retries") or 0)
-            span = self._tracer.start_span(name, kind=SpanKind.PRODUCER, attributes=attributes)
-            for name in self._fields:
+            span = self._tracer.start_span(
+                shape.name, context=ctx, kind=SpanKind.PRODUCER, attributes=attributes
+            )
+            for field in self._fields:
                 # A retry copies the previous message's headers: never resend stale ones.
-                headers.pop(name, None)
-            inject_into(headers, span, self._keep_allowed(context.get_current())[0])
+                headers.pop(field, None)
+            inject_into(headers, span, self._keep_allowed(ctx)[0])
             headers[semconv.CELERY_PUBLISHED_AT_HEADER] = time.time()
-            _pending.set(_Pending(span, (task_name, destination)))
+            _pending.set(_Pending(span, (task_name, destination), shape.metric_attributes))
         except Exception as exc:
             report_internal_error("celery.before_task_publish", exc)
 
@@ -221,10 +235,8 @@ class CeleryHooks:
             )
             destination = str((request.delivery_info or {}).get("routing_key") or "")
             task_name = str(task.name)
-            name, template = self._template(
-                semconv.CELERY_PROCESS_OPERATION, task_name, destination
-            )
-            attributes = dict(template)
+            shape = self._shape(semconv.CELERY_PROCESS_OPERATION, task_name, destination)
+            attributes = dict(shape.attributes)
             attributes[semconv.MESSAGING_MESSAGE_ID] = message_id = str(task_id or request.id)
             attributes[semconv.CELERY_TASK_RETRIES] = int(request.retries or 0)
             wait = _queue_wait(request, time.time())
@@ -233,16 +245,14 @@ class CeleryHooks:
             if kept:
                 attributes.update(kept)
             span = self._tracer.start_span(
-                name,
+                shape.name,
                 context=parent,
                 kind=SpanKind.CONSUMER,
                 attributes=attributes,
             )
             # After the span: bootstrap installs the meter provider at a process's first span.
             if wait is not None and self._queue_wait is not None:
-                self._queue_wait.record_shared(
-                    wait, self._metric_attributes(task_name, destination)
-                )
+                self._queue_wait.record_shared(wait, shape.metric_attributes)
             token = context.attach(trace.set_span_in_context(span, parent))
             run = _Run(span, token, message_id, task_name, destination)
             run.outer = _running.set(run)
@@ -312,7 +322,7 @@ class CeleryHooks:
     def _keep_allowed(self, ctx: context.Context) -> tuple[context.Context, Mapping[str, object]]:
         """``ctx`` with only allow-listed baggage entries, and those entries (cheap when there
         is no baggage)."""
-        entries = baggage.get_all(ctx)
+        entries: Mapping[str, object] = ctx.get(BAGGAGE_KEY) or _NO_ENTRIES  # type: ignore[assignment]
         if not entries or all(key in self._allowed for key in entries):
             return ctx, entries
         ctx = baggage.clear(ctx)
@@ -331,18 +341,13 @@ class CeleryHooks:
                 self._attr_cache[key] = cached
         return cached
 
-    def _metric_attributes(self, task_name: str, destination: str) -> dict[str, str]:
-        return self._cached(_metric_attributes, task_name, destination)
-
     def _duration_attributes(self, task_name: str, destination: str, state: str) -> dict[str, str]:
         return self._cached(_duration_attributes, task_name, destination, state)
 
-    def _template(
-        self, operation: str, task_name: str, destination: str
-    ) -> tuple[str, dict[str, Any]]:
+    def _shape(self, operation: str, task_name: str, destination: str) -> _Shape:
         """The span name and the attributes every span of ``operation`` on a task and queue
-        shares."""
-        return self._cached(_span_template, operation, task_name, destination)
+        shares, and their metric attributes."""
+        return self._cached(_span_shape, operation, task_name, destination)
 
 
 def _metric_attributes(task_name: str, destination: str) -> dict[str, str]:
@@ -360,14 +365,17 @@ def _duration_attributes(task_name: str, destination: str, state: str) -> dict[s
     }
 
 
-def _span_template(operation: str, task_name: str, destination: str) -> tuple[str, dict[str, Any]]:
-    return span_name(operation, task_name), {
+def _span_shape(operation: str, task_name: str, destination: str) -> _Shape:
+    attributes = {
         semconv.MESSAGING_SYSTEM: semconv.CELERY_SYSTEM,
         semconv.MESSAGING_OPERATION_NAME: operation,
         semconv.MESSAGING_OPERATION_TYPE: operation,
         semconv.MESSAGING_DESTINATION_NAME: destination,
         semconv.CELERY_TASK_NAME: task_name,
     }
+    return _Shape(
+        span_name(operation, task_name), attributes, _metric_attributes(task_name, destination)
+    )
 
 
 def _end_run(run: _Run) -> None:

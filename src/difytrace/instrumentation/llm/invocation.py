@@ -13,9 +13,10 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 
+from difytrace.context_keys import SPAN_KEY, instrumentation_suppressed
 from difytrace.instrumentation.llm.usage import Usage
 
 if TYPE_CHECKING:
@@ -24,25 +25,12 @@ if TYPE_CHECKING:
 #: Set in the context while an instrumented call runs: inner instrumentations (the OpenAI
 #: SDK called by litellm, or by a runtime wrapped in ``llm_call``) then pass through.
 IN_LLM_CALL = otel_context.create_key("difytrace-in-llm-call")
-_SUPPRESS = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
-
-
-def _key_set_by(setter: Any) -> str:
-    """The context key the API writes in ``setter(empty context)``: learnt through the public
-    API, so a call can set the span and :data:`IN_LLM_CALL` in one new context, not two."""
-    (key,) = setter(otel_context.Context()).keys()
-    return str(key)
-
-
-_SPAN_KEY = _key_set_by(lambda ctx: trace.set_span_in_context(trace.INVALID_SPAN, ctx))
-#: Where the API keeps baggage (read once per call for the tenant / app metric labels).
-BAGGAGE_KEY = _key_set_by(lambda ctx: baggage.set_baggage("k", "v", context=ctx))
 
 
 def suppressed() -> bool:
     """Whether an enclosing LLM call (or OTel suppression) asks this one not to be traced."""
-    ctx = otel_context.get_current()  # one lookup for both keys (a Context is a dict)
-    return bool(ctx.get(IN_LLM_CALL) or (_SUPPRESS is not None and ctx.get(_SUPPRESS)))
+    ctx = otel_context.get_current()  # one lookup for every key (a Context is a dict)
+    return bool(ctx.get(IN_LLM_CALL) or instrumentation_suppressed(ctx))
 
 
 class Invocation:
@@ -134,7 +122,7 @@ class Invocation:
     def attach(self) -> None:
         """Make the span current (and inner LLM instrumentation silent) until :meth:`detach`."""
         values = dict(otel_context.get_current())  # what set_value does, once for both keys
-        values[_SPAN_KEY] = self.span
+        values[SPAN_KEY] = self.span
         values[IN_LLM_CALL] = True
         self._token = otel_context.attach(otel_context.Context(values))
 

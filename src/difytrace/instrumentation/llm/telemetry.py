@@ -24,8 +24,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from difytrace import semconv
 from difytrace import semconv_genai as g
 from difytrace._guard import report_internal_error
+from difytrace.context_keys import BAGGAGE_KEY
 from difytrace.instrumentation.llm.instruments import instruments
-from difytrace.instrumentation.llm.invocation import BAGGAGE_KEY, Invocation
+from difytrace.instrumentation.llm.invocation import Invocation
 from difytrace.instrumentation.llm.pricing import PriceBook
 from difytrace.instrumentation.llm.response_attributes import (
     cost_details,
