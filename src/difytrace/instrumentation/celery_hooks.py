@@ -45,7 +45,7 @@ from difytrace.context_keys import BAGGAGE_KEY, instrumentation_suppressed
 from difytrace.lean_histogram import LeanHistogram, histogram
 from difytrace.lean_span import LeanTracer
 from difytrace.observed_sums import ObservedSums
-from difytrace.propagation import inject_into
+from difytrace.propagation import extract_from, inject_into
 
 # Metric attribute dicts are reused per (task, destination); task names are few, but a cap
 # keeps a misbehaving producer (dynamic task names) from growing the cache without bound.
@@ -230,9 +230,7 @@ class CeleryHooks:
                 return
             request = task.request
             # Based on the current context: an eager run (no headers) is a child of its caller.
-            parent, kept = self._keep_allowed(
-                propagate.extract(request, context.get_current(), getter=_GETTER)
-            )
+            parent, kept = self._keep_allowed(extract_from(request, context.get_current(), _GETTER))
             destination = str((request.delivery_info or {}).get("routing_key") or "")
             task_name = str(task.name)
             shape = self._shape(semconv.CELERY_PROCESS_OPERATION, task_name, destination)
