@@ -110,12 +110,16 @@ class LeanTracer:
         kind: SpanKind = SpanKind.INTERNAL,
         attributes: types.Attributes = None,
         start_time: int | None = None,
+        *,
+        owned: bool = False,
     ) -> trace_api.Span:
         """A new span, not made current.
 
         ``attributes`` must map non-empty strings to str, bool, int or float values (what the
         SDK stores unchanged): they are not checked. Set any other value with
-        ``set_attribute``, which cleans it as the SDK does.
+        ``set_attribute``, which cleans it as the SDK does. ``owned``: ``attributes`` is a
+        dict built for this span and not used by the caller afterwards, which the span keeps
+        instead of a copy.
         """
         sdk = self._sdk or self._resolve()
         if sdk is None:
@@ -140,7 +144,9 @@ class LeanTracer:
             else:
                 recording = sampled = (trace_id & _TRACE_ID_LIMIT) < fast.root_bound
             trace_state = None if parent is None else parent.trace_state
-            kept = dict(attributes) if attributes and sampled else {}
+            kept: dict[str, Any] = {}
+            if attributes and sampled:
+                kept = attributes if owned and type(attributes) is dict else dict(attributes)
         else:
             result = sdk.sampler.should_sample(context, trace_id, name, kind, attributes, ())
             sampled = result.decision is Decision.RECORD_AND_SAMPLE
@@ -255,8 +261,9 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         self._context = context
         self._parent = parent
         self._kind = kind
-        self._events: Any = []
-        self._links: Any = []
+        # Most spans get no event and no link: a list is made at the first one.
+        self._events: Any = ()
+        self._links: Any = ()
         self._status = _UNSET
         self._start_time = time_ns() if start_time is None else start_time
         self._end_time: int | None = None
@@ -335,9 +342,11 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             logger.warning("Tried calling _add_event on an ended span.")
             return
         limits = self._limits
-        self._events.append(
-            Event(name, _frozen(attributes, limits.max_event_attributes, limits), timestamp)
-        )
+        event = Event(name, _frozen(attributes, limits.max_event_attributes, limits), timestamp)
+        if self._events:
+            self._events.append(event)
+        else:
+            self._events = [event]
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         # The SDK keeps a link to an invalid context when it carries attributes or state.
@@ -347,7 +356,11 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             logger.warning("Tried calling _add_link on an ended span.")
             return
         limits = self._limits
-        self._links.append(Link(context, _frozen(attributes, limits.max_link_attributes, limits)))
+        link = Link(context, _frozen(attributes, limits.max_link_attributes, limits))
+        if self._links:
+            self._links.append(link)
+        else:
+            self._links = [link]
 
     def update_name(self, name: str) -> None:
         if self._end_time is not None:

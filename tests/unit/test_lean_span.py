@@ -394,6 +394,37 @@ def test_the_current_context_is_the_default_parent() -> None:
     assert child.parent == root.get_span_context()
 
 
+def test_attributes_are_copied_unless_the_caller_hands_them_over() -> None:
+    provider, exporter, _ = _provider()
+    tracer = LeanTracer(provider.get_tracer("scope"))
+    lent = {"k": "lent"}
+    given = {"k": "given"}
+    tracer.start_span("lent", attributes=lent).end()
+    tracer.start_span("given", attributes=given, owned=True).end()
+    lent["later"] = given["later"] = "x"  # what a caller must not do once it hands a dict over
+    by_name = {span.name: dict(span.attributes or {}) for span in exporter.get_finished_spans()}
+    assert by_name["lent"] == {"k": "lent", "on_start": "lent"}
+    assert "on_start" not in lent
+    # owned: no copy at start (the processor wrote into the caller's dict); the span's end
+    # still freezes what is exported
+    assert "on_start" in given
+    assert by_name["given"] == {"k": "given", "on_start": "given"}
+
+
+def test_events_and_links_added_to_a_live_span_are_exported() -> None:
+    def scenario(tracer: Any) -> None:
+        span = tracer.start_span("with both")
+        span.add_event("first", {"n": 1})
+        span.add_link(SpanContext(1, 2, False), {"why": "a"})
+        span.add_event("second")
+        span.add_link(SpanContext(3, 4, False))
+        span.end()
+        tracer.start_span("with none").end()
+
+    lean, sdk = _both(scenario)
+    assert lean == sdk
+
+
 def test_sdk_self_metrics_leave_spans_to_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
     provider, _, _ = _provider()
     tracer = provider.get_tracer("scope")

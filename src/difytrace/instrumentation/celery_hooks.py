@@ -210,7 +210,7 @@ class CeleryHooks:
             attributes[semconv.MESSAGING_MESSAGE_ID] = str(headers["id"])
             attributes[semconv.CELERY_TASK_RETRIES] = int(headers.get("retries") or 0)
             span = self._tracer.start_span(
-                shape.name, context=ctx, kind=SpanKind.PRODUCER, attributes=attributes
+                shape.name, context=ctx, kind=SpanKind.PRODUCER, attributes=attributes, owned=True
             )
             for field in self._fields:
                 # A retry copies the previous message's headers: never resend stale ones.
@@ -247,6 +247,7 @@ class CeleryHooks:
                 context=parent,
                 kind=SpanKind.CONSUMER,
                 attributes=attributes,
+                owned=True,
             )
             # After the span: bootstrap installs the meter provider at a process's first span.
             if wait is not None and self._queue_wait is not None:

@@ -125,7 +125,7 @@ class _Request:
         self.scheme: str = attrs[semconv.URL_SCHEME]
         parent = wsgi_environ.parent_context(environ)
         self.span = span = tel.tracer.start_span(
-            self.name, parent, SpanKind.SERVER, attrs, start_time=self.start_ns
+            self.name, parent, SpanKind.SERVER, attrs, start_time=self.start_ns, owned=True
         )
         self.ctx = context.set_value(identity.REQUEST_KEY, self, _set_span(span, parent))
         environ[_ENV_KEY] = self

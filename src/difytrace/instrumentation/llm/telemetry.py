@@ -122,7 +122,10 @@ class Telemetry:
                     # Caller-supplied: only plain values start the span (see LeanTracer).
                     (attrs if type(value) in _PLAIN_VALUES else other)[key] = value
         span = self.tracer.start_span(
-            f"{operation} {request_model}".rstrip(), kind=SpanKind.CLIENT, attributes=attrs
+            f"{operation} {request_model}".rstrip(),
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+            owned=True,
         )
         if other:
             span.set_attributes(other)  # lists, Decimals...: cleaned as the SDK cleans them
