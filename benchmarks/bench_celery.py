@@ -375,6 +375,9 @@ def _start_worker(variant: str, queue: str, log: Path) -> subprocess.Popen[bytes
     return worker
 
 
+_REDIS = ("publish_us", "client_us", "worker_us")  # the figures of measure_redis
+
+
 def measure_redis(tmp: Path) -> dict[str, dict[str, float]]:
     """CPU µs per publish to Redis and per task round trip of every variant: the median over
     ``GENERATIONS`` sets of fresh processes of each set's best of ``ROUNDS`` batches.
@@ -385,10 +388,9 @@ def measure_redis(tmp: Path) -> dict[str, dict[str, float]]:
     the columns measured the crowding). Batches are taken in turns across the variants; fresh
     processes per generation, because one process's figures stay off by up to ±10 µs for its
     whole life (memory layout, hash seed)."""
-    keys = ("publish_us", "client_us", "worker_us")
     generations = [_measure_redis_once(tmp) for _ in range(GENERATIONS)]
     return {
-        variant: {key: statistics.median(g[variant][key] for g in generations) for key in keys}
+        variant: {key: statistics.median(g[variant][key] for g in generations) for key in _REDIS}
         for variant in VARIANTS
     }
 
@@ -396,7 +398,7 @@ def measure_redis(tmp: Path) -> dict[str, dict[str, float]]:
 def _measure_redis_once(tmp: Path) -> dict[str, dict[str, float]]:
     queues = {variant: f"bench-{variant}-{uuid.uuid4().hex[:8]}" for variant in VARIANTS}
     workers = {v: _start_worker(v, q, tmp / f"{q}.log") for v, q in queues.items()}
-    best = {v: dict.fromkeys(("publish_us", "client_us", "worker_us"), math.inf) for v in VARIANTS}
+    best = {v: dict.fromkeys(_REDIS, math.inf) for v in VARIANTS}
     try:
         with _Servers("redis", queues) as servers:
             for variant in servers.in_turns(ROUNDS):

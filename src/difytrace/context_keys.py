@@ -32,6 +32,13 @@ _SUPPRESS_KEY: str = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _SUPPRESS_PLAIN = "suppress_instrumentation"
 
 
+def span_in(ctx: Mapping[str, Any] | None) -> trace.Span | None:
+    """The span ``ctx`` (the current context when None) holds, as ``trace.get_current_span``
+    finds it, or None where that gives ``INVALID_SPAN`` for want of one."""
+    span = (ctx if ctx is not None else otel_context.get_current()).get(SPAN_KEY)
+    return span if isinstance(span, trace.Span) else None
+
+
 def instrumentation_suppressed(ctx: Mapping[str, Any]) -> bool:
     """Whether ``ctx`` asks instrumentations to stand aside (``suppress_instrumentation()``),
     as ``is_instrumentation_enabled`` decides for the current context."""

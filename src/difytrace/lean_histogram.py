@@ -38,8 +38,8 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from time import time_ns
 from typing import Any
 
-from opentelemetry import metrics, trace
-from opentelemetry.context import Context, get_current
+from opentelemetry import metrics
+from opentelemetry.context import Context
 from opentelemetry.metrics._internal.instrument import _ProxyHistogram
 from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics.export import (
@@ -60,7 +60,7 @@ from opentelemetry.util.types import Attributes
 
 from difytrace import semconv
 from difytrace._guard import report_internal_error
-from difytrace.context_keys import SPAN_KEY
+from difytrace.context_keys import span_in
 from difytrace.forksafe import after_fork_in_child
 
 logger = logging.getLogger(__name__)
@@ -530,10 +530,8 @@ class _Pipeline:
         self, amount: float, had_attributes: bool, context: Context | None
     ) -> _Exemplar | None:
         """The exemplar of a measurement, as the provider's exemplar filter decides."""
-        # trace.get_current_span(context), read from the context in one lookup.
-        span = (context if context is not None else get_current()).get(SPAN_KEY)
-        if span is None or span is INVALID_SPAN or not isinstance(span, trace.Span):
-            # the SDK's test: no span in the context
+        span = span_in(context)
+        if span is None or span is INVALID_SPAN:  # the SDK's test: no span in the context
             if self.exemplar_mode == "trace":
                 return None
             return (amount, time_ns(), None, None, had_attributes)

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, cast
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.context import Context, get_current
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import Tracer as SdkTracer
@@ -55,7 +55,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util import types
 
-from difytrace.context_keys import SPAN_KEY
+from difytrace.context_keys import span_in
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +124,8 @@ class LeanTracer:
         sdk = self._sdk or self._resolve()
         if sdk is None:
             return self._tracer.start_span(name, context, kind, attributes, start_time=start_time)
-        # trace_api.get_current_span(context), read from the context in one lookup.
-        current = (context if context is not None else get_current()).get(SPAN_KEY)
-        parent = current.get_span_context() if isinstance(current, trace_api.Span) else None
+        current = span_in(context)
+        parent = None if current is None else current.get_span_context()
         config = getattr(sdk, "_tracer_config", None)  # SDK 1.37+: a tracer can be disabled
         if config is not None and not config.is_enabled:
             return NonRecordingSpan(parent or INVALID_SPAN_CONTEXT)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import MutableMapping
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
@@ -33,22 +33,24 @@ class _Default(NamedTuple):
     """What :func:`inject_into` and :func:`extract_from` know of one global propagator."""
 
     textmap: TextMapPropagator | None
-    w3c: bool  # TraceContext, optionally followed by W3C Baggage, and nothing else
-    tracecontext: TextMapPropagator | None
+    #: Set when the propagator is TraceContext, optionally followed by W3C Baggage, and
+    #: nothing else: the headers are then written and read here.
+    tracecontext: TraceContextTextMapPropagator | None
     baggage: W3CBaggagePropagator | None
 
 
 def _inspect(textmap: TextMapPropagator) -> _Default:
     parts = list(textmap._propagators) if type(textmap) is CompositePropagator else [textmap]
-    w3c = bool(parts) and type(parts[0]) is TraceContextTextMapPropagator
+    if not parts or type(parts[0]) is not TraceContextTextMapPropagator:
+        return _Default(textmap, None, None)
     if len(parts) == 1:
-        return _Default(textmap, w3c, parts[0], None)
-    if w3c and len(parts) == 2 and type(parts[1]) is W3CBaggagePropagator:
-        return _Default(textmap, True, parts[0], parts[1])
-    return _Default(textmap, False, None, None)
+        return _Default(textmap, parts[0], None)
+    if len(parts) == 2 and type(parts[1]) is W3CBaggagePropagator:
+        return _Default(textmap, parts[0], parts[1])
+    return _Default(textmap, None, None)
 
 
-_known = [_Default(None, False, None, None)]  # of the last global propagator seen
+_known = [_Default(None, None, None)]  # of the last global propagator seen
 
 
 def _global() -> _Default:
@@ -75,7 +77,7 @@ def inject_into(
     ``span`` and that baggage.
     """
     known = _global()
-    if not known.w3c:
+    if known.tracecontext is None:
         propagate.inject(headers, context=trace.set_span_in_context(span, baggage_context))
         return
     span_context = span.get_span_context()
@@ -101,23 +103,26 @@ def extract_from(carrier: CarrierT, context: Context, getter: Getter[CarrierT]) 
     through the TraceContext propagator, so the result is the SDK's in every case.
     """
     known = _global()
-    if not known.w3c:
+    if known.tracecontext is None:
         return propagate.extract(carrier, context, getter=getter)
-    ctx = _extract_traceparent(carrier, context, getter, known)
+    ctx = _extract_traceparent(carrier, context, getter, known.tracecontext)
     if known.baggage is not None and getter.get(carrier, "baggage"):
         ctx = known.baggage.extract(carrier, ctx, getter=getter)
     return ctx
 
 
 def _extract_traceparent(
-    carrier: CarrierT, context: Context, getter: Getter[CarrierT], known: _Default
+    carrier: CarrierT,
+    context: Context,
+    getter: Getter[CarrierT],
+    propagator: TraceContextTextMapPropagator,
 ) -> Context:
     header = getter.get(carrier, "traceparent")
     if not header:
         return context
     match = _COMMON_TRACEPARENT.fullmatch(header[0])
     if match is None or getter.get(carrier, "tracestate") is not None:
-        return cast(TextMapPropagator, known.tracecontext).extract(carrier, context, getter=getter)
+        return propagator.extract(carrier, context, getter=getter)
     trace_id, span_id, flags = match.groups()
     if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
         return context
